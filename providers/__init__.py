@@ -1,0 +1,1 @@
+"""Everything that talks to an image service: capabilities, clients, errors, the watch loop."""

@@ -1,0 +1,178 @@
+"""The HTTP exchange both clients share: auth header, send-once POST, retried GET.
+
+Each service client passes a `read` function that turns a response into its payload or raises
+from `providers.errors`; this module decides only what may be sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from providers.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ImageServiceError,
+    InsufficientCreditsError,
+    RateLimitedError,
+    ServiceError,
+    ServiceUnreachableError,
+    SubmissionOutcomeUnknown,
+    TaskNotFoundError,
+)
+from providers.retry import RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+# Exceptions raised before any byte of the request left this machine: resending is safe.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    task_id: str | None = None,
+    retry_after: float | None = None,
+) -> ImageServiceError:
+    """The error from the tree for an HTTP-like status code (HTTP status or a body `code`)."""
+    context: dict[str, Any] = {"provider": provider, "task_id": task_id, "status_code": status}
+    if "credit" in message.lower():
+        return InsufficientCreditsError(message, **context)
+    if status == 401 or status == 403:
+        return AuthenticationError(message, **context)
+    if status == 402:
+        return InsufficientCreditsError(message, **context)
+    if status == 404:
+        return TaskNotFoundError(message, **context)
+    if status == 429:
+        return RateLimitedError(message, retry_after=retry_after, **context)
+    if 400 <= status < 500:
+        return BadRequestError(message, **context)
+    return ServiceError(message, **context)
+
+
+def json_body(response: httpx.Response) -> dict[str, Any] | None:
+    """The response's JSON object, or None when the body is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def retry_after_of(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+class ServiceTransport:
+    """Sends requests to one service with its key. Owns no client: the caller injects it."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        provider: str,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.provider = provider
+        self._client = client
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ServiceTransport(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    async def post_once(
+        self, path: str, body: dict[str, Any], read: Callable[[httpx.Response], T]
+    ) -> T:
+        """POST `body`; resend only if the request provably never left (a failed connect).
+
+        Once the request may have reached the service, a lost answer or a server error becomes
+        `SubmissionOutcomeUnknown`, because a resend could start and bill a second task.
+        """
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            try:
+                response = await self._client.post(
+                    self.base_url + path, json=body, headers=self._headers
+                )
+            except _NEVER_SENT as exc:
+                delay = self._retry.delay(attempt, rng=self._rng)
+                if not self._retry.allows(attempt, waited, delay):
+                    raise ServiceUnreachableError(
+                        f"could not connect ({type(exc).__name__})", provider=self.provider
+                    ) from exc
+                log.warning("%s: connect failed before sending; retrying", self.provider)
+                await self._sleep(delay)
+                waited += delay
+                continue
+            except httpx.TransportError as exc:
+                raise SubmissionOutcomeUnknown(
+                    f"the connection broke after sending ({type(exc).__name__})",
+                    provider=self.provider,
+                ) from exc
+            try:
+                return read(response)
+            except ServiceError as exc:
+                raise SubmissionOutcomeUnknown(
+                    f"the service answered HTTP {response.status_code}",
+                    provider=self.provider,
+                    status_code=response.status_code,
+                ) from exc
+
+    async def get_with_retry(
+        self,
+        path: str,
+        params: dict[str, str],
+        read: Callable[[httpx.Response], T],
+        *,
+        task_id: str | None = None,
+    ) -> T:
+        """GET with retries on 429, 5xx and connection errors, honouring `Retry-After`."""
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            try:
+                response = await self._client.get(
+                    self.base_url + path, params=params, headers=self._headers
+                )
+                return read(response)
+            except httpx.TransportError as exc:
+                error: ImageServiceError = ServiceUnreachableError(
+                    f"connection failed ({type(exc).__name__})",
+                    provider=self.provider,
+                    task_id=task_id,
+                )
+                error.__cause__ = exc
+                retry_after = None
+            except (RateLimitedError, ServiceError) as exc:
+                error = exc
+                retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+            delay = self._retry.delay(attempt, retry_after, self._rng)
+            if not self._retry.allows(attempt, waited, delay):
+                raise error
+            log.info("%s: status read failed (%s); retry in %.1fs", self.provider, error, delay)
+            await self._sleep(delay)
+            waited += delay
