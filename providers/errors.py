@@ -96,6 +96,10 @@ class TaskNotFoundError(RequestRejected):
 
 
 class ServiceError(ImageServiceError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **context) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
+
     def user_message(self) -> str:
         code = f" (HTTP {self.status_code})" if self.status_code else ""
         return (
@@ -165,7 +169,8 @@ def task_failure(
 ) -> TaskFailed:
     """The TaskFailed subclass that fits a provider's fail code or message."""
     text = message or fail_code or "no reason given"
-    haystack = f"{fail_code or ''} {message or ''}".lower()
+    # An explicit fail code decides; the message's words are only a fallback without one.
+    haystack = (fail_code or message or "").lower()
     if "content_violation" in haystack or "safety" in haystack or "policy" in haystack:
         cls: type[TaskFailed] = ContentViolationError
     elif "invalid_image_url" in haystack or "image url" in haystack:

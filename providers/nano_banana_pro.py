@@ -63,6 +63,13 @@ def read_response(response: httpx.Response, *, task_id: str | None = None) -> di
         if isinstance(data, dict):
             return data
         raise ServiceError("answer without data", provider=PROVIDER, task_id=task_id)
+    if body is None and response.is_success:
+        raise ServiceError(
+            f"unreadable answer (HTTP {response.status_code})",
+            provider=PROVIDER,
+            task_id=task_id,
+            status_code=response.status_code,
+        )
     message = (
         str(body.get("message") or "no message")
         if body
@@ -136,10 +143,10 @@ class NanoBananaProClient:
         self._transport = transport
 
     async def submit(self, request: GenerationRequest) -> SubmittedTask:
-        data = await self._transport.post_once(
-            SUBMIT_PATH, build_submit_body(request), read_response
+        # Parsing happens inside post_once: a 200 without a usable task id is an outcome unknown.
+        return await self._transport.post_once(
+            SUBMIT_PATH, build_submit_body(request), lambda r: parse_submit(read_response(r))
         )
-        return parse_submit(data)
 
     async def fetch_status(self, task_id: str) -> TaskStatus:
         data = await self._transport.get_with_retry(

@@ -16,7 +16,8 @@ class RetryPolicy:
     The n-th retry waits a random time in [ceiling/2, ceiling] with
     ceiling = min(max_delay, base_delay * 2**(n-1)): half is fixed so that clients do not hammer
     a struggling service, half is random so that many clients spread out. A `Retry-After` from the
-    service replaces the computed wait (the service knows best), bounded by `max_total_wait`.
+    service replaces the computed wait (the service knows best); one longer than `max_total_wait`
+    ends the retries, so the caller can show the wait instead of asking too early.
     """
 
     max_attempts: int = 5
@@ -30,7 +31,7 @@ class RetryPolicy:
     ) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry)."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_total_wait)
+            return max(retry_after, 0.0)
         ceiling = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
         return ceiling / 2 + rng() * ceiling / 2
 

@@ -60,7 +60,7 @@ def error_for_status(
         return RateLimitedError(message, retry_after=retry_after, **context)
     if 400 <= status < 500:
         return BadRequestError(message, **context)
-    return ServiceError(message, **context)
+    return ServiceError(message, retry_after=retry_after, **context)
 
 
 def json_body(response: httpx.Response) -> dict[str, Any] | None:
@@ -169,7 +169,10 @@ class ServiceTransport:
                 retry_after = None
             except (RateLimitedError, ServiceError) as exc:
                 error = exc
-                retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+                retry_after = exc.retry_after
+            if retry_after is not None and retry_after > self._retry.max_total_wait:
+                # Asking again before the service allows it is pointless: hand the wait back.
+                raise error
             delay = self._retry.delay(attempt, retry_after, self._rng)
             if not self._retry.allows(attempt, waited, delay):
                 raise error

@@ -116,6 +116,7 @@ async def watch_task(
     started = clock() if submitted_at is None else submitted_at
     ends = clock() + deadline
     last_error: Exception | None = None
+    hold_off = 0.0  # a Retry-After the transport handed back: never ask sooner than that
     while True:
         now = clock()
         if now >= ends:
@@ -124,13 +125,15 @@ async def watch_task(
                 provider=source.provider,
                 task_id=task_id,
             ) from last_error
-        delay = min(schedule.next_delay(now - started), ends - now)
+        delay = min(max(schedule.next_delay(now - started), hold_off), ends - now)
+        hold_off = 0.0
         await _wait(delay, wake, sleep)
         try:
             status = await source.fetch_status(task_id)
         except _TRANSIENT as exc:
             log.warning("%s task %s: status read failed: %s", source.provider, task_id, exc)
             last_error = exc
+            hold_off = getattr(exc, "retry_after", None) or 0.0
             continue
         yield status
         if status.is_terminal:

@@ -1,0 +1,280 @@
+"""The simulator object: task store, background work (references, renders, callbacks)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+from providers.capabilities import Service, model_spec
+from providers.simulator import apixo, gempix2
+from providers.simulator.app import build_app
+from providers.simulator.callbacks import post_callback
+from providers.simulator.config import SimulatorConfig
+from providers.simulator.faults import Faults, parse_prompt
+from providers.simulator.references import ReferenceFetchError, load_references
+from providers.simulator.render import (
+    RenderCache,
+    RenderRequest,
+    content_type,
+    file_extension,
+    render_image,
+)
+from providers.simulator.tasks import (
+    EARLY_FAILURE_SECONDS,
+    Outcome,
+    Phase,
+    Snapshot,
+    TaskRecord,
+    new_task_id,
+)
+
+logger = logging.getLogger("providers.simulator")
+
+# Background waits re-read the clock at least this often, so an injected clock that jumps
+# ahead is noticed quickly.
+_CLOCK_POLL_SECONDS = 0.2
+_HTTP_TIMEOUT_SECONDS = 10.0
+
+
+class Simulator:
+    """Both image APIs in one ASGI app (`self.app`), with inspectable state and faults.
+
+    Nothing starts until the first request: the app needs no lifespan events, so it works
+    behind httpx.ASGITransport as well as under uvicorn. Call `aclose()` to stop background
+    work and close the HTTP clients the simulator created itself.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        fetch_client: httpx.AsyncClient | None = None,
+        callback_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config or SimulatorConfig()
+        self.faults = Faults()
+        self.tasks: dict[str, TaskRecord] = {}
+        self.submissions: list[Any] = []
+        self.status_queries: list[str] = []
+        self._clock = clock or time.monotonic
+        self._wall_clock = wall_clock or time.time
+        self._rng = random.Random(self.config.seed)
+        self._fetch_client = fetch_client
+        self._callback_client = callback_client
+        self._owned_clients: list[httpx.AsyncClient] = []
+        self._files: dict[str, str] = {}
+        self._cache = RenderCache()
+        self._rendering: dict[str, asyncio.Task[bytes]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.app: Starlette = build_app(self)
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def create_task(
+        self,
+        *,
+        service: Service,
+        model: str,
+        prompt: str,
+        params: dict[str, Any],
+        references: list[str],
+        callback_url: str | None,
+        base_url: str,
+    ) -> TaskRecord:
+        """Register a task and start its background work; must run inside the event loop."""
+        tags = parse_prompt(prompt)
+        # A prompt tag wins over the queue and leaves the queued outcome for the next task.
+        outcome = Outcome(tags.outcome or self.faults.take_outcome() or Outcome.SUCCESS)
+        low, high = model_spec(model).expected_window(params.get("resolution"))
+        scale = self.config.time_scale
+        now = self._clock()
+        extension = file_extension(str(params.get("output_format") or "png"))
+        task = TaskRecord(
+            id=new_task_id(service),
+            service=service,
+            model=model,
+            prompt=prompt,
+            text=tags.text,
+            params=dict(params),
+            references=list(references),
+            callback_url=callback_url,
+            created=now,
+            created_wall=self._wall_clock(),
+            duration=self._rng.uniform(low, high) * scale,
+            early_failure_delay=EARLY_FAILURE_SECONDS * scale,
+            outcome=outcome,
+            data_uri=service is Service.GEMPIX2 and (tags.data_uri or self.config.gempix2_data_uri),
+            base_url=base_url.rstrip("/"),
+            file_name=f"{secrets.token_urlsafe(18)}.{extension}",
+            clock=self._clock,
+        )
+        self.tasks[task.id] = task
+        self._files[task.file_name] = task.id
+        if task.references:
+            self._spawn(self._load_references(task))
+        else:
+            task.refs_done_at = now
+            task.refs_done.set()
+        if task.callback_url is not None:
+            self._spawn(self._run_callback(task))
+        return task
+
+    def find_task(self, service: Service, task_id: str) -> TaskRecord | None:
+        task = self.tasks.get(task_id)
+        return task if task is not None and task.service is service else None
+
+    def find_file(self, name: str) -> TaskRecord | None:
+        task_id = self._files.get(name)
+        return self.tasks.get(task_id) if task_id is not None else None
+
+    # -- results -----------------------------------------------------------------------------
+
+    def result_url(self, task: TaskRecord) -> str:
+        base = self.config.public_url or task.base_url
+        return f"{base}/files/{task.file_name}"
+
+    async def result_images(self, task: TaskRecord) -> list[str]:
+        """What a GemPix2 result's `image` field holds: a file URL or a data URI."""
+        if task.data_uri:
+            data = await self.image_bytes(task)
+            encoded = base64.b64encode(data).decode("ascii")
+            return [f"data:{content_type(task.output_format)};base64,{encoded}"]
+        self.prewarm(task)
+        return [self.result_url(task)]
+
+    def prewarm(self, task: TaskRecord) -> None:
+        """Start rendering so the client's download right after the status answer is quick."""
+        if task.id not in self._cache and task.id not in self._rendering:
+            self._spawn(self.image_bytes(task))
+
+    async def image_bytes(self, task: TaskRecord) -> bytes:
+        cached = self._cache.get(task.id)
+        if cached is not None:
+            return cached
+        job = self._rendering.get(task.id)
+        if job is None:
+            job = self._spawn(self._render(task))
+            self._rendering[task.id] = job
+        # Shielded: a client hanging up must not cancel a render other requests wait for.
+        return await asyncio.shield(job)
+
+    async def _render(self, task: TaskRecord) -> bytes:
+        spec = model_spec(task.model)
+        aspect_ratio = task.params.get("aspect_ratio")
+        resolution = task.params.get("resolution")
+        request = RenderRequest(
+            text=task.text,
+            model=task.model,
+            resolution=resolution or "1K",
+            size=spec.pixel_size(aspect_ratio, resolution),
+            output_format=task.output_format,
+            references=tuple(task.reference_images),
+        )
+        try:
+            data = await asyncio.to_thread(render_image, request)
+            self._cache.put(task.id, data)
+            return data
+        finally:
+            self._rendering.pop(task.id, None)
+
+    # -- background work ---------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        job = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(job)
+        job.add_done_callback(self._background_done)
+        return job
+
+    def _background_done(self, job: asyncio.Task[Any]) -> None:
+        self._background.discard(job)
+        if not job.cancelled() and job.exception() is not None:
+            logger.error("simulator background job failed", exc_info=job.exception())
+
+    def _fetcher(self) -> httpx.AsyncClient:
+        if self._fetch_client is None:
+            self._fetch_client = httpx.AsyncClient(
+                timeout=_HTTP_TIMEOUT_SECONDS, follow_redirects=True
+            )
+            self._owned_clients.append(self._fetch_client)
+        return self._fetch_client
+
+    def _poster(self) -> httpx.AsyncClient:
+        if self._callback_client is None:
+            self._callback_client = httpx.AsyncClient(timeout=_HTTP_TIMEOUT_SECONDS)
+            self._owned_clients.append(self._callback_client)
+        return self._callback_client
+
+    async def _load_references(self, task: TaskRecord) -> None:
+        try:
+            task.reference_images = await load_references(task.references, self._fetcher())
+        except ReferenceFetchError as exc:
+            task.refs_error_url = exc.url
+            logger.info("task %s: reference unusable: %s", task.id, exc)
+        finally:
+            task.refs_done_at = self._clock()
+            task.refs_done.set()
+
+    async def _run_callback(self, task: TaskRecord) -> None:
+        final_at = task.final_at()
+        if final_at is None:
+            await task.refs_done.wait()
+            final_at = task.final_at()
+            if final_at is None:
+                return  # never finishes, so nothing to announce
+        while True:
+            remaining = final_at - self._clock()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(remaining, _CLOCK_POLL_SECONDS))
+        snapshot = task.snapshot()
+        body = await self._callback_body(task, snapshot)
+        await post_callback(
+            self._poster(),
+            task,
+            body,
+            attempts=self.config.callback_attempts,
+            backoff=max(0.01, self.config.time_scale),
+        )
+
+    async def _callback_body(self, task: TaskRecord, snapshot: Snapshot) -> dict[str, Any]:
+        success = snapshot.phase is Phase.SUCCESS
+        if task.service is Service.GEMPIX2:
+            images = await self.result_images(task) if success else None
+            return gempix2.task_payload(task, snapshot, images)
+        if success:
+            self.prewarm(task)
+        return apixo.status_body(task, snapshot, [self.result_url(task)])
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        jobs = list(self._background)
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        for client in self._owned_clients:
+            await client.aclose()
+        self._owned_clients.clear()
+
+    async def __aenter__(self) -> Simulator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

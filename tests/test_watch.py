@@ -1,0 +1,303 @@
+"""The poll schedule (a value) and the watch loop, on a fake clock and scripted status sources."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from conftest import FakeClock, read_seed
+
+from providers.capabilities import Service
+from providers.errors import (
+    AuthenticationError,
+    RateLimitedError,
+    ServiceError,
+    ServiceUnreachableError,
+    TaskNotFoundError,
+    WatchTimeoutError,
+)
+from providers.types import TaskState, TaskStatus
+from providers.watch import PollSchedule, watch_task
+
+# The default schedule: window (20, 30), first check at 2 s, brisk from 19 s (lead 1 s).
+SCHEDULE = PollSchedule()
+
+
+def status(state: TaskState, task_id: str = "task_1") -> TaskStatus:
+    return TaskStatus(
+        service=Service.NANO_BANANA_PRO, task_id=task_id, state=state, provider_state=str(state)
+    )
+
+
+QUEUED, RUNNING = status(TaskState.QUEUED), status(TaskState.RUNNING)
+SUCCEEDED, FAILED = status(TaskState.SUCCEEDED), status(TaskState.FAILED)
+
+
+class ScriptedSource:
+    """Answers each read with the next step (the last repeats); records the clock at each read."""
+
+    provider = "Scripted"
+
+    def __init__(self, clock: FakeClock, *steps: TaskStatus | Exception) -> None:
+        self.clock = clock
+        self.steps = list(steps)
+        self.read_times: list[float] = []
+        self.task_ids: list[str] = []
+
+    async def fetch_status(self, task_id: str) -> TaskStatus:
+        self.read_times.append(self.clock.now() - 1000.0)  # seconds since the fake clock's start
+        self.task_ids.append(task_id)
+        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+async def collect(source: ScriptedSource, clock: FakeClock, **kwargs) -> list[TaskStatus]:
+    kwargs.setdefault("schedule", SCHEDULE)
+    return [
+        s async for s in watch_task(source, "task_1", clock=clock.now, sleep=clock.sleep, **kwargs)
+    ]
+
+
+# ---------------------------------------------------------------------------- the schedule
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "delay"),
+    [
+        (0.0, 2.0),  # first check catches fast failures
+        (1.5, 0.5),
+        (2.0, 17.0),  # quiet until the window (20 s) minus the lead (1 s)
+        (10.0, 9.0),
+        (18.9, pytest.approx(0.1)),
+        (19.0, 1.5),  # near: brisk inside the window
+        (25.0, 1.5),
+        (29.99, 1.5),
+        (30.0, 3.0),  # late: the seed's 3 s
+        (600.0, 3.0),
+    ],
+)
+def test_next_delay_shape(elapsed, delay):
+    assert SCHEDULE.next_delay(elapsed) == delay
+
+
+def test_quiet_phase_is_capped_by_quiet_interval():
+    schedule = PollSchedule(window=(100.0, 130.0))
+    assert schedule.next_delay(2.0) == 30.0
+    assert schedule.next_delay(32.0) == 30.0
+    assert schedule.next_delay(80.0) == 19.0  # up to 99 s, where the brisk phase starts
+
+
+def test_window_opening_before_the_first_check():
+    schedule = PollSchedule(window=(1.0, 5.0))
+    assert schedule.next_delay(0.0) == 2.0
+    assert schedule.next_delay(2.0) == 1.5
+    assert schedule.next_delay(5.0) == 3.0
+
+
+def test_late_polls_never_wait_more_than_three_seconds():
+    for window in [(8.0, 20.0), (20.0, 30.0), (30.0, 45.0), (45.0, 60.0)]:
+        schedule = PollSchedule(window=window)
+        for elapsed in range(int(window[1]), 900, 7):
+            assert 0 < schedule.next_delay(float(elapsed)) <= 3.0
+
+
+def test_read_times_from_submit_follow_the_schedule():
+    elapsed, reads = 0.0, []
+    while elapsed < 36.0:
+        elapsed += SCHEDULE.next_delay(elapsed)
+        reads.append(elapsed)
+    assert reads == [2.0, 19.0, 20.5, 22.0, 23.5, 25.0, 26.5, 28.0, 29.5, 31.0, 34.0, 37.0]
+
+
+@pytest.mark.parametrize("factor", [0.01, 0.5, 3.0])
+def test_scaled_schedule(factor):
+    scaled = SCHEDULE.scaled(factor)
+    assert scaled.window == pytest.approx((20.0 * factor, 30.0 * factor))
+    assert scaled.first_check == pytest.approx(2.0 * factor)
+    assert scaled.quiet_interval == pytest.approx(30.0 * factor)
+    assert scaled.near_interval == pytest.approx(1.5 * factor)
+    assert scaled.late_interval == pytest.approx(3.0 * factor)
+    assert scaled.lead == pytest.approx(1.0 * factor)
+    for elapsed in [0.0, 1.0, 2.0, 10.0, 19.0, 25.0, 30.0, 100.0]:
+        expected = SCHEDULE.next_delay(elapsed) * factor
+        assert scaled.next_delay(elapsed * factor) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------- the watch loop
+
+
+@pytest.mark.parametrize("final", [SUCCEEDED, FAILED])
+async def test_yields_each_status_and_stops_at_a_terminal_state(final, fake_clock):
+    source = ScriptedSource(fake_clock, QUEUED, RUNNING, RUNNING, final, RUNNING)
+    seen = await collect(source, fake_clock)
+    assert [s.state for s in seen] == [
+        TaskState.QUEUED,
+        TaskState.RUNNING,
+        TaskState.RUNNING,
+        final.state,
+    ]
+    assert source.read_times == [2.0, 19.0, 20.5, 22.0]
+    assert source.task_ids == ["task_1"] * 4
+    assert fake_clock.sleeps == [2.0, 17.0, 1.5, 1.5]
+
+
+async def test_deadline_raises_watch_timeout_after_bounded_reads(fake_clock):
+    source = ScriptedSource(fake_clock, RUNNING)
+    seen = []
+    with pytest.raises(WatchTimeoutError) as caught:
+        async for s in watch_task(
+            source,
+            "task_1",
+            schedule=SCHEDULE,
+            deadline=60.0,
+            clock=fake_clock.now,
+            sleep=fake_clock.sleep,
+        ):
+            seen.append(s)
+    assert caught.value.task_id == "task_1"
+    assert caught.value.provider == "Scripted"
+    assert caught.value.message == "no final state after 60 s"
+    assert fake_clock.now() == 1060.0  # not a moment past the deadline
+    assert max(source.read_times) == 60.0
+    # 2, 19, then every 1.5 s to 31, then every 3 s to 58, and a last read at the deadline.
+    assert len(source.read_times) == 2 + 8 + 9 + 1
+    assert len(seen) == len(source.read_times)
+
+
+async def test_deadline_is_kept_while_every_read_fails(fake_clock):
+    source = ScriptedSource(fake_clock, ServiceError("down", status_code=503))
+    with pytest.raises(WatchTimeoutError) as caught:
+        await collect(source, fake_clock, deadline=25.0)
+    assert isinstance(caught.value.__cause__, ServiceError)
+    assert fake_clock.now() == 1025.0
+    assert source.read_times == [2.0, 19.0, 20.5, 22.0, 23.5, 25.0]
+
+
+async def test_transient_errors_are_survived(fake_clock, caplog):
+    caplog.set_level(logging.WARNING, logger="providers.watch")
+    source = ScriptedSource(
+        fake_clock,
+        ServiceError("HTTP 500", status_code=500),
+        RateLimitedError("slow down", retry_after=1.0),
+        ServiceUnreachableError("connection failed"),
+        RUNNING,
+        SUCCEEDED,
+    )
+    seen = await collect(source, fake_clock)
+    assert [s.state for s in seen] == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    assert source.read_times == [2.0, 19.0, 20.5, 22.0, 23.5]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "providers.watch"]
+    assert warnings == [
+        "Scripted task task_1: status read failed: HTTP 500",
+        "Scripted task task_1: status read failed: slow down",
+        "Scripted task task_1: status read failed: connection failed",
+    ]
+
+
+@pytest.mark.parametrize(
+    "error", [AuthenticationError("Invalid API key", status_code=401), TaskNotFoundError("gone")]
+)
+async def test_rejections_propagate(error, fake_clock):
+    source = ScriptedSource(fake_clock, RUNNING, error, SUCCEEDED)
+    seen = []
+    with pytest.raises(type(error)) as caught:
+        async for s in watch_task(
+            source, "task_1", schedule=SCHEDULE, clock=fake_clock.now, sleep=fake_clock.sleep
+        ):
+            seen.append(s)
+    assert caught.value is error
+    assert seen == [RUNNING]
+    assert len(source.read_times) == 2
+
+
+@pytest.mark.parametrize(
+    ("ago", "first_sleep"),
+    [
+        (0.0, 2.0),  # just submitted: the first check
+        (1.0, 1.0),
+        (10.0, 9.0),  # quiet until 19 s
+        (25.0, 1.5),  # re-attached inside the window: brisk at once
+        (100.0, 3.0),  # re-attached late
+    ],
+)
+async def test_submitted_at_places_the_schedule(ago, first_sleep, fake_clock):
+    source = ScriptedSource(fake_clock, SUCCEEDED)
+    await collect(source, fake_clock, submitted_at=fake_clock.now() - ago)
+    assert fake_clock.sleeps == [first_sleep]
+
+
+async def test_wake_before_the_first_wait_reads_at_once(fake_clock):
+    wake = asyncio.Event()
+    wake.set()
+    source = ScriptedSource(fake_clock, SUCCEEDED)
+    seen = await collect(source, fake_clock, wake=wake)
+    assert seen == [SUCCEEDED]
+    assert fake_clock.sleeps == []  # no wait at all
+    assert not wake.is_set()  # consumed
+
+
+async def test_wake_during_a_wait_triggers_an_immediate_read():
+    clock = FakeClock()
+    waits: list[float] = []
+
+    async def blocking_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.Event().wait()  # only a wake-up (which cancels it) ends this wait
+
+    wake = asyncio.Event()
+    source = ScriptedSource(clock, RUNNING, SUCCEEDED)
+    seen: asyncio.Queue[TaskStatus] = asyncio.Queue()
+
+    async def consume() -> None:
+        async for s in watch_task(
+            source, "task_1", schedule=SCHEDULE, wake=wake, clock=clock.now, sleep=blocking_sleep
+        ):
+            seen.put_nowait(s)
+
+    watcher = asyncio.create_task(consume())
+    try:
+        await asyncio.sleep(0.02)
+        assert waits == [2.0]
+        assert source.read_times == []  # nothing read while the wait blocks
+        wake.set()
+        assert await asyncio.wait_for(seen.get(), 1.0) == RUNNING
+        await asyncio.sleep(0.02)
+        assert len(waits) == 2
+        assert len(source.read_times) == 1
+        wake.set()
+        assert await asyncio.wait_for(seen.get(), 1.0) == SUCCEEDED
+        await asyncio.wait_for(watcher, 1.0)
+    finally:
+        watcher.cancel()
+    assert len(source.read_times) == 2
+
+
+async def test_watch_a_real_client_to_success(fake_service, fake_clock):
+    done = read_seed("apixo_status_success")
+    pending = {"code": 200, "message": "success", "data": done["data"] | {"state": "pending"}}
+    working = {"code": 200, "message": "success", "data": done["data"] | {"state": "processing"}}
+    fake = fake_service(
+        Service.NANO_BANANA_PRO,
+        httpx.Response(200, json=pending),
+        httpx.Response(500, json={"code": 500, "message": "hiccup"}),
+        httpx.Response(200, json=working),
+        httpx.Response(200, json=done),
+    )
+    seen = [
+        s
+        async for s in watch_task(
+            fake.client,
+            "task_12345678",
+            schedule=SCHEDULE,
+            clock=fake_clock.now,
+            sleep=fake_clock.sleep,
+        )
+    ]
+    assert [s.provider_state for s in seen] == ["pending", "processing", "success"]
+    assert seen[-1].images[0].location == "https://r2.apixo.ai/image.png"
+    assert len(fake.requests) == 4  # the 500 was retried by the transport
+    assert all(r.url.params["taskId"] == "task_12345678" for r in fake.requests)
