@@ -1,0 +1,1 @@
+"""The generation lifecycle apart from any UI: references, jobs, results, history."""

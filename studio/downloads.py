@@ -1,0 +1,313 @@
+"""Fetch a finished task's result image, safely, the moment the task succeeds.
+
+A result arrives as an `https` URL (apixo's expire after 15 days) or a `data:` URI (GemPix2 may
+send either). A result URL comes from a remote service, so it is treated like any untrusted link:
+
+* only `https`, only to hosts whose every DNS answer is a public address, checked before
+  connecting (`studio.netguard`); redirects are followed by hand, each hop checked the same way;
+* after the response headers, the address actually connected to is checked again when httpx
+  exposes it, so a DNS answer that changed after our lookup (rebinding) is caught before the body
+  is read. (The GET itself has been sent by then; it carries no body and no credentials.) Through
+  an HTTP proxy the peer is the proxy, so give `public_http` no proxy (`trust_env=False`);
+* the size is bounded twice (Content-Length up front, then the bytes as they stream), and each
+  attempt has one deadline, so a server dripping a byte a second cannot hold a job forever;
+* the bytes must decode with Pillow as PNG, JPEG or WebP, within a pixel budget.
+
+URLs on a configured service's own origin (`trusted`) are fetched with that service's client and
+without the address checks: that is the service itself (or the simulator on loopback, over http).
+
+Network errors, timeouts, 429 and 5xx are retried; refusals (unsafe address, too large, not an
+image, other 4xx) are final. Everything ends as a `DownloadError` with a plain reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import ipaddress
+import logging
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import httpx
+from PIL import Image
+
+from studio import netguard
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+DEFAULT_MAX_BYTES = 40 * 1024 * 1024
+MAX_REDIRECTS = 5
+# 4K results are about 17 megapixels; this leaves room and stops a decompression bomb early.
+MAX_PIXELS = 64 * 1024 * 1024
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_FORMATS = {
+    "PNG": ("image/png", "png"),
+    "JPEG": ("image/jpeg", "jpg"),
+    "WEBP": ("image/webp", "webp"),
+}
+_ACCEPT = "image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1"
+_NO_TRUSTED: Mapping[str, httpx.AsyncClient] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    """A downloaded result that Pillow has decoded; `source` is the URL, or "data:"."""
+
+    data: bytes
+    mime: str
+    extension: str
+    width: int
+    height: int
+    source: str
+
+
+class DownloadError(Exception):
+    """A result could not be fetched. `message` says why in plain words; `url` is for display."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{message} ({url})")
+        self.message = message
+        self.url = url
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def display_url(location: str, limit: int = 80) -> str:
+    """A short form of a URL for messages and logs: no query (signed URLs carry tokens there),
+    no user info, and never the payload of a data URI."""
+    location = location.strip()
+    if location[:5].lower() == "data:":
+        return "data:"
+    try:
+        url = httpx.URL(location)
+        shown = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
+        if url.query:
+            shown += "?…"
+    except Exception:
+        shown = re.sub(r"[\x00-\x20\x7f]", "", location.split("?", 1)[0])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme))
+
+
+class ResultFetcher:
+    """Downloads result images. Owns no client: the caller injects and closes them."""
+
+    def __init__(
+        self,
+        public_http: httpx.AsyncClient,
+        *,
+        trusted: Mapping[str, httpx.AsyncClient] = _NO_TRUSTED,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        deadline: float = 60.0,
+        attempts: int = 3,
+        resolver: netguard.Resolver | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_bytes <= 0 or deadline <= 0 or attempts < 1:
+            raise ValueError("max_bytes and deadline must be positive, attempts at least 1")
+        self.public_http = public_http
+        self.trusted = {_origin(httpx.URL(origin)): client for origin, client in trusted.items()}
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.attempts = attempts
+        self.resolver = resolver
+        self.sleep = sleep
+
+    async def fetch(self, location: str) -> FetchedImage:
+        """The image at `location` (an https URL or a data URI), or DownloadError."""
+        location = location.strip()
+        if location[:5].lower() == "data:":
+            return await asyncio.to_thread(self._decode_data_uri, location)
+        shown = display_url(location)
+        for attempt in range(1, self.attempts + 1):
+            try:
+                try:
+                    async with asyncio.timeout(self.deadline):
+                        data = await self._download(location, shown)
+                except TimeoutError:
+                    raise DownloadError(
+                        f"timed out after {self.deadline:g} seconds", url=shown, retryable=True
+                    ) from None
+                return await asyncio.to_thread(_inspect, data, location, shown)
+            except DownloadError as exc:
+                if not exc.retryable or attempt == self.attempts:
+                    raise
+                delay = _backoff(attempt, exc.retry_after)
+                log.warning(
+                    "download of %s failed (%s); retry %d in %.1f s",
+                    shown,
+                    exc.message,
+                    attempt,
+                    delay,
+                )
+            await self.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    # ---- one attempt ----------------------------------------------------------------------------
+
+    async def _download(self, location: str, shown: str) -> bytes:
+        """The body at `location` after following redirects; every hop checked before use."""
+        try:
+            url = httpx.URL(location)
+            for _hop in range(MAX_REDIRECTS + 1):
+                client = self.trusted.get(_origin(url))
+                is_public = client is None
+                if is_public:
+                    client = self.public_http
+                    await self._check_public(url)
+                async with client.stream(
+                    "GET", url, headers={"Accept": _ACCEPT}, follow_redirects=False
+                ) as response:
+                    if is_public:
+                        _check_peer(response, shown)
+                    if response.status_code in _REDIRECT_STATUSES:
+                        target = response.headers.get("Location")
+                        if not target:
+                            raise DownloadError("a redirect without a target", url=shown)
+                        url = url.join(target)
+                        continue
+                    _check_status(response, shown)
+                    return await self._read_body(response, shown)
+            raise DownloadError(f"more than {MAX_REDIRECTS} redirects", url=shown)
+        except netguard.UnsafeUrlError as exc:
+            raise DownloadError(f"refused an unsafe link: {exc}", url=shown) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise DownloadError(f"not a valid link: {exc}", url=shown) from None
+        except httpx.TimeoutException:
+            raise DownloadError("the server timed out", url=shown, retryable=True) from None
+        except httpx.DecodingError:
+            raise DownloadError("the server sent a corrupt response", url=shown) from None
+        except httpx.HTTPError as exc:
+            raise DownloadError(
+                f"network error ({type(exc).__name__})", url=shown, retryable=True
+            ) from None
+
+    async def _check_public(self, url: httpx.URL) -> None:
+        """Refuse unless `url` is https to a host that resolves only to public addresses."""
+        netguard.check_public_url(str(url))
+        # Judge the host httpx will connect to (its own parse), not only urllib's reading.
+        if url.scheme != "https" or url.userinfo:
+            raise netguard.UnsafeUrlError("only https:// links can be used")
+        await netguard.resolve_public_addresses(url.host, url.port or 443, resolver=self.resolver)
+
+    async def _read_body(self, response: httpx.Response, shown: str) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise DownloadError(
+                f"too large ({int(declared)} bytes; the limit is {self.max_bytes})", url=shown
+            )
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise DownloadError(f"too large (more than {self.max_bytes} bytes)", url=shown)
+        return bytes(body)
+
+    # ---- data URIs ------------------------------------------------------------------------------
+
+    def _decode_data_uri(self, location: str) -> FetchedImage:
+        header, comma, payload = location.partition(",")
+        if not comma:
+            raise DownloadError("not a valid data URI", url="data:")
+        # Base64 is 4 characters per 3 bytes; allow line breaks on top. Checked before decoding.
+        encoded_limit = (self.max_bytes + 2) // 3 * 4 + self.max_bytes // 16 + 4
+        if len(payload) > encoded_limit:
+            raise DownloadError(f"too large (more than {self.max_bytes} bytes)", url="data:")
+        try:
+            if header.lower().replace(" ", "").endswith(";base64"):
+                compact = re.sub(r"\s+", "", urllib.parse.unquote(payload))
+                data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+            else:
+                data = urllib.parse.unquote_to_bytes(payload)
+        except (binascii.Error, ValueError):
+            raise DownloadError("not an image (bad base64 in the data URI)", url="data:") from None
+        if len(data) > self.max_bytes:
+            raise DownloadError(f"too large (more than {self.max_bytes} bytes)", url="data:")
+        return _inspect(data, "data:", "data:")
+
+
+def _check_status(response: httpx.Response, shown: str) -> None:
+    status = response.status_code
+    if status == 200:
+        return
+    if status == 429 or status >= 500:
+        raise DownloadError(
+            f"the server answered HTTP {status}",
+            url=shown,
+            retryable=True,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+    raise DownloadError(f"the server answered HTTP {status}", url=shown)
+
+
+def _check_peer(response: httpx.Response, shown: str) -> None:
+    """Refuse if the connection actually went to a non-public address (DNS rebinding)."""
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return  # e.g. MockTransport: no socket to ask
+    try:
+        peer = stream.get_extra_info("server_addr")
+    except Exception:
+        return
+    host = peer[0] if isinstance(peer, tuple) and peer else peer
+    try:
+        ip = ipaddress.ip_address(str(host))
+    except ValueError:
+        return  # not an IP socket (unavailable): nothing to judge
+    if not netguard.is_public_address(ip):
+        raise DownloadError(
+            f"refused an unsafe link: connected to {ip}, a private or reserved address",
+            url=shown,
+        )
+
+
+def _inspect(data: bytes, source: str, shown: str) -> FetchedImage:
+    """Decode fully with Pillow (not just the header) so a truncated file is caught now."""
+    try:
+        with Image.open(io.BytesIO(data), formats=list(_FORMATS)) as image:
+            fmt, (width, height) = image.format, image.size
+            if width * height > MAX_PIXELS:
+                raise DownloadError(f"too large ({width}×{height} pixels)", url=shown)
+            image.verify()
+        with Image.open(io.BytesIO(data), formats=list(_FORMATS)) as image:
+            image.load()
+    except DownloadError:
+        raise
+    except Image.DecompressionBombError:
+        raise DownloadError("too large (too many pixels)", url=shown) from None
+    except Exception:
+        raise DownloadError("not an image (PNG, JPEG or WebP expected)", url=shown) from None
+    mime, extension = _FORMATS[str(fmt)]
+    return FetchedImage(data, mime, extension, width, height, source)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare for downloads; the computed backoff will do
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(retry_after, 10.0)
+    return min(0.5 * 2 ** (attempt - 1), 8.0)

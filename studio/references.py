@@ -1,0 +1,455 @@
+"""Reference images: check, clean and shrink uploads, then make them fetchable by the services.
+
+Both services take references as URLs that *they* download (GemPix2: up to 4; Nano Banana Pro:
+up to 10, JPG/PNG/WebP, at most 10 MB each), so every upload is turned into a small, plain file
+either service can read.
+
+What `prepare_reference` produces (the policy in one place):
+
+* Input is recognised by content, never by file name: JPEG, PNG, WebP and HEIC/HEIF are accepted.
+  Animated PNG/WebP and multi-image HEIC contribute their first (primary) image only.
+* Output is only ever JPEG or PNG, the two formats every fetcher and model decodes:
+  - an image that really uses transparency stays PNG (RGBA);
+  - an opaque PNG stays PNG (screenshots and line art survive losslessly) unless the PNG is over
+    the byte limit, in which case it becomes JPEG;
+  - everything else (JPEG, HEIC, opaque WebP) becomes JPEG at quality 90. WebP is not kept:
+    re-encoding to lossy WebP gains little here and JPEG/PNG are the safest for remote fetchers.
+* EXIF orientation is applied to the pixels. All metadata is then dropped: EXIF (with GPS), XMP,
+  PNG text chunks, comments and the ICC profile. An embedded ICC profile is first used to convert
+  the pixels to sRGB, so wide-gamut phone photos (Display P3) keep their colours without it.
+* The long side is at most `max_side`, and the file at most `max_bytes` (lower JPEG quality first,
+  then smaller sizes).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import secrets
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from studio.netguard import UnsafeUrlError, check_public_url
+
+ACCEPTED = "use JPG, PNG, WebP or HEIC"
+MAX_URL_LENGTH = 2048
+
+_OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF")
+_JPEG_QUALITIES = (90, 80, 70, 60)
+_SHRINK_STEP = 0.75
+_MIN_SIDE = 64
+_HIGH_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+# Formats people commonly try, recognised only to say what they are in the refusal.
+_REFUSED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+    (b"8BPS", "Photoshop (PSD)"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+class BadReferenceError(ValueError):
+    """The upload cannot be used as a reference; the message names the file and says why."""
+
+
+@dataclass(frozen=True)
+class ReferenceLimits:
+    """`max_bytes` is 9.5 MB in decimal units so it is under 10 MB whichever way it is counted."""
+
+    max_pixels: int = 50_000_000
+    max_side: int = 2048
+    max_bytes: int = 9_500_000
+    max_input_bytes: int = 60_000_000
+
+
+DEFAULT_LIMITS = ReferenceLimits()
+
+
+@dataclass(frozen=True)
+class PreparedReference:
+    """A cleaned image ready to send. `extension` has its leading dot (".jpg" or ".png")."""
+
+    data: bytes = field(repr=False)
+    mime: str
+    extension: str
+    width: int
+    height: int
+    sha256: str
+    source_name: str
+
+    def as_data_uri(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+_heif_lock = threading.Lock()
+_heif_registered = False
+
+
+def _register_heif() -> None:
+    # Lazily, so importing this module stays cheap and pillow_heif loads only when needed.
+    global _heif_registered
+    with _heif_lock:
+        if not _heif_registered:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _heif_registered = True
+
+
+def _display_name(filename: str) -> str:
+    # Uploads often arrive as temp paths; users know their file by its base name.
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    base = "".join(ch for ch in base if ch.isprintable())
+    return base[:120] or "unnamed file"
+
+
+def _looks_like_document(data: bytes) -> bool:
+    if b"%PDF-" in data[:1024]:
+        return True
+    head = data[:512].lstrip(b"\xef\xbb\xbf\xff\xfe\x00 \t\r\n")
+    # HTML, SVG and any XML start with "<"; no accepted image format does.
+    return head.startswith(b"<")
+
+
+def _refused_format(data: bytes) -> str | None:
+    for signature, name in _REFUSED_SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "AVIF"
+    return None
+
+
+def _too_large(name: str, width: int, height: int, limit: int) -> BadReferenceError:
+    return BadReferenceError(
+        f"{name} is too large: {width}×{height} is {width * height / 1e6:.0f} megapixels, "
+        f"the limit is {limit / 1e6:.0f}"
+    )
+
+
+def prepare_reference(
+    data: bytes, filename: str, *, limits: ReferenceLimits = DEFAULT_LIMITS
+) -> PreparedReference:
+    """Check and clean one upload. CPU-bound: run it in a worker thread from async code."""
+    name = _display_name(filename)
+    if not data:
+        raise BadReferenceError(f"{name} is empty (0 bytes)")
+    if len(data) > limits.max_input_bytes:
+        raise BadReferenceError(
+            f"{name} is {len(data) / 1e6:.0f} MB; files over "
+            f"{limits.max_input_bytes / 1e6:.0f} MB are not accepted"
+        )
+    if _looks_like_document(data):
+        raise BadReferenceError(
+            f"{name} is not an image (PDF/HTML/SVG are not accepted): {ACCEPTED}"
+        )
+    _register_heif()
+    picture, source_format = _decode(data, name, limits)
+    return _encode(picture, source_format, name, limits)
+
+
+def _decode(data: bytes, name: str, limits: ReferenceLimits) -> tuple[Image.Image, str]:
+    """Fully decode the first image and return it as clean RGB or RGBA pixels."""
+    try:
+        # Image.open raises on a bomb header itself (or warns, which a warnings filter may turn
+        # into an exception). warnings.catch_warnings is not thread-safe, and neither is changing
+        # Image.MAX_IMAGE_PIXELS, so our own limit is checked below instead.
+        img = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+    except UnidentifiedImageError:
+        kind = _refused_format(data)
+        if kind is not None:
+            raise BadReferenceError(
+                f"{name} is a {kind} image, which is not accepted: {ACCEPTED}"
+            ) from None
+        raise BadReferenceError(f"{name} is not a supported image: {ACCEPTED}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadReferenceError(
+            f"{name} is too large: it has far more than {limits.max_pixels / 1e6:.0f} megapixels"
+        ) from None
+    except Exception as exc:
+        raise BadReferenceError(f"{name} could not be read: the file looks damaged") from exc
+    with img:
+        width, height = img.size
+        # Checked from the header, before any pixel is decoded.
+        if width * height > limits.max_pixels:
+            raise _too_large(name, width, height, limits.max_pixels)
+        source_format = str(img.format)
+        try:
+            # A full decode, so a truncated file fails here rather than becoming a grey half.
+            img.load()
+            picture = _clean_pixels(img)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise _too_large(name, width, height, limits.max_pixels) from None
+        except Exception as exc:
+            raise BadReferenceError(
+                f"{name} could not be decoded: the file is truncated or damaged"
+            ) from exc
+    return picture, source_format
+
+
+def _clean_pixels(img: Image.Image) -> Image.Image:
+    try:
+        oriented = ImageOps.exif_transpose(img)
+    except Exception:
+        # Unreadable EXIF is no reason to refuse a photo; it just cannot be rotated.
+        oriented = img.copy()
+    icc = oriented.info.get("icc_profile")
+    if oriented.mode in _HIGH_BIT_MODES:
+        # 16-bit greyscale PNG: convert("RGB") would clip everything above 255 to white.
+        oriented = oriented.convert("I").point(lambda v: v / 256).convert("L")
+    target = "RGBA" if oriented.has_transparency_data else "RGB"
+    if oriented.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        oriented = oriented.convert(target)
+    if icc:
+        oriented = _to_srgb(oriented, icc, target)
+    if oriented.mode != target:
+        oriented = oriented.convert(target)
+    alpha = oriented.getchannel("A") if target == "RGBA" else None
+    if alpha is not None and alpha.getextrema() == (255, 255):
+        oriented = oriented.convert("RGB")
+    return oriented
+
+
+def _to_srgb(img: Image.Image, icc: bytes, target: str) -> Image.Image:
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        converted = ImageCms.profileToProfile(img, source, srgb, outputMode=target)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        # A broken or mismatched profile: keep the pixels as they are.
+        return img
+    return converted if converted is not None else img
+
+
+def _without_metadata(img: Image.Image) -> Image.Image:
+    # Rebuilt from raw pixels: no info dict, no cached EXIF, nothing a saver could copy over.
+    return Image.frombytes(img.mode, img.size, img.tobytes())
+
+
+def _fit_side(img: Image.Image, max_side: int) -> Image.Image:
+    width, height = img.size
+    longest = max(width, height)
+    if longest <= max_side:
+        return img
+    scale = max_side / longest
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _shrink(img: Image.Image, name: str, limits: ReferenceLimits) -> Image.Image:
+    width, height = img.size
+    if max(width, height) * _SHRINK_STEP < _MIN_SIDE:
+        raise BadReferenceError(
+            f"{name} cannot be made smaller than {limits.max_bytes / 1e6:.1f} MB"
+        )
+    size = (max(1, round(width * _SHRINK_STEP)), max(1, round(height * _SHRINK_STEP)))
+    return img.resize(size, Image.Resampling.LANCZOS)
+
+
+def _save(img: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    if fmt == "PNG":
+        img.save(out, format="PNG", optimize=False, compress_level=6)
+    else:
+        img.save(out, format="JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+def _encode(
+    img: Image.Image, source_format: str, name: str, limits: ReferenceLimits
+) -> PreparedReference:
+    img = _without_metadata(_fit_side(img, limits.max_side))
+    keep_png = img.mode == "RGBA" or source_format == "PNG"
+    while True:
+        if keep_png:
+            data = _save(img, "PNG")
+            if len(data) <= limits.max_bytes:
+                return _prepared(data, "PNG", img, name)
+            # An opaque PNG over the limit becomes JPEG rather than a smaller PNG.
+            keep_png = img.mode == "RGBA"
+        if img.mode == "RGB":
+            for quality in _JPEG_QUALITIES:
+                data = _save(img, "JPEG", quality)
+                if len(data) <= limits.max_bytes:
+                    return _prepared(data, "JPEG", img, name)
+        img = _shrink(img, name, limits)
+
+
+def _prepared(data: bytes, fmt: str, img: Image.Image, name: str) -> PreparedReference:
+    mime, extension = ("image/png", ".png") if fmt == "PNG" else ("image/jpeg", ".jpg")
+    return PreparedReference(
+        data=data,
+        mime=mime,
+        extension=extension,
+        width=img.width,
+        height=img.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        source_name=name,
+    )
+
+
+def deduplicate(
+    refs: Iterable[PreparedReference],
+) -> tuple[list[PreparedReference], list[str]]:
+    """Keep the first of byte-identical prepared images; also return the dropped files' names."""
+    kept: list[PreparedReference] = []
+    dropped: list[str] = []
+    seen: set[str] = set()
+    for ref in refs:
+        if ref.sha256 in seen:
+            dropped.append(ref.source_name)
+        else:
+            seen.add(ref.sha256)
+            kept.append(ref)
+    return kept, dropped
+
+
+@dataclass(frozen=True)
+class PublishedReference:
+    """Where a service can fetch a reference. `expires_at` is None for a data URI."""
+
+    url: str
+    expires_at: float | None
+    is_data_uri: bool
+
+    def __repr__(self) -> str:
+        # A data URI is megabytes of base64; logs only need to know what kind of URL it is.
+        shown = f"{self.url[:40]}…" if self.is_data_uri else self.url
+        return (
+            f"PublishedReference(url={shown!r}, expires_at={self.expires_at!r}, "
+            f"is_data_uri={self.is_data_uri!r})"
+        )
+
+
+# secrets.token_urlsafe(24) is exactly 32 URL-safe characters; nothing else is ever served.
+_PUBLISHED_NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(?:jpg|png)")
+_TEMP_PREFIX = ".tmp-"
+
+
+class ReferenceHost:
+    """Makes prepared references fetchable by the services for `ttl_seconds`.
+
+    With a public base URL each reference is a file under `folder` with an unguessable name,
+    served at `{public_base_url}/refs/{name}` by whoever routes that path to `resolve`. Without
+    one, references are sent as data URIs. Neither service documents data URIs as inputs (only
+    URLs), so that fallback may be refused by a service (Nano Banana Pro reports
+    INVALID_IMAGE_URL); it is the only option when the app is not reachable from the internet.
+
+    The publish time is stored as the file's mtime, so expiry survives a restart.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        public_base_url: str | None,
+        ttl_seconds: float = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.folder = Path(folder)
+        self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    def publish(self, ref: PreparedReference) -> PublishedReference:
+        if self.public_base_url is None:
+            return PublishedReference(url=ref.as_data_uri(), expires_at=None, is_data_uri=True)
+        now = self.clock()
+        name = secrets.token_urlsafe(24) + ref.extension
+        self._write_atomically(name, ref.data, now)
+        return PublishedReference(
+            url=f"{self.public_base_url}/refs/{name}",
+            expires_at=now + self.ttl_seconds,
+            is_data_uri=False,
+        )
+
+    def _write_atomically(self, name: str, data: bytes, now: float) -> None:
+        # Written beside its final name then renamed, so a fetch never sees half a file.
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.utime(tmp, (now, now))
+            os.replace(tmp, self.folder / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _expired(self, mtime: float) -> bool:
+        return self.clock() >= mtime + self.ttl_seconds
+
+    def resolve(self, name: str) -> Path | None:
+        """The file to serve for `/refs/{name}`, or None if the name is unknown or expired."""
+        if not _PUBLISHED_NAME.fullmatch(name):
+            return None
+        path = self.folder / name
+        try:
+            info = path.lstat()
+        except OSError:
+            return None
+        # lstat + S_ISREG: a symlink planted in the folder is never followed.
+        if not stat.S_ISREG(info.st_mode) or self._expired(info.st_mtime):
+            return None
+        return path
+
+    def sweep(self) -> int:
+        """Delete expired references (and abandoned temp files); return how many were removed."""
+        removed = 0
+        try:
+            entries = list(self.folder.iterdir())
+        except FileNotFoundError:
+            return 0
+        for path in entries:
+            if not (_PUBLISHED_NAME.fullmatch(path.name) or path.name.startswith(_TEMP_PREFIX)):
+                continue
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and self._expired(info.st_mtime):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def public_base_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The app's public URL: PUBLIC_URL, else the Hugging Face SPACE_HOST, else None.
+
+    A private Space is not fetchable by the services even though SPACE_HOST is set; set
+    PUBLIC_URL to a reachable address in that case.
+    """
+    env = os.environ if environ is None else environ
+    public = env.get("PUBLIC_URL", "").strip().rstrip("/")
+    if public:
+        return public
+    hosts = [h.strip() for h in env.get("SPACE_HOST", "").split(",") if h.strip()]
+    if hosts:
+        return f"https://{hosts[0]}"
+    return None
+
+
+def check_reference_url(url: str) -> str:
+    """Accept a pasted http(s) reference URL to a public host (literal addresses checked here).
+
+    Host names still need `netguard.resolve_public_addresses` by the caller before use.
+    """
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrlError(f"the link is longer than {MAX_URL_LENGTH} characters")
+    return check_public_url(url, allow_http=True)
