@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
+# Gradio must not phone home in tests: set before anything imports it.
+for _name, _value in {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_OFFLINE": "1",
+    "NO_PROXY": "localhost,127.0.0.1",
+    "no_proxy": "localhost,127.0.0.1",
+}.items():
+    os.environ[_name] = _value
+for _name in ("DEFAPI_API_KEY", "APIXO_API_KEY", "PUBLIC_URL", "SPACE_HOST", "SPACE_ID"):
+    os.environ.pop(_name, None)  # tests never use real keys or a real public address
+
 import asyncio
 import json
 from dataclasses import dataclass

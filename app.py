@@ -1,0 +1,129 @@
+"""Image Studio: the composition root. Read settings, build the parts, build the page, launch.
+
+Run `python app.py`. Without DEFAPI_API_KEY / APIXO_API_KEY each service runs on the built-in
+simulator (an offline preview with placeholder images).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+# Gradio must not phone home; set before gradio is imported anywhere.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
+
+from components.handlers import Studio
+from components.page import CSS, SHORTCUT_JS, Page, build_page
+from providers.registry import PROVIDER_NAMES
+from studio.backends import Backends
+from studio.config import AppConfig, load_config
+from studio.downloads import ResultFetcher
+from studio.jobs import JobRunner
+from studio.ledger import Ledger
+from studio.references import ReferenceHost
+
+log = logging.getLogger("image_studio")
+
+
+@dataclass
+class App:
+    config: AppConfig
+    backends: Backends
+    ledger: Ledger
+    runner: JobRunner
+    studio: Studio
+    page: Page
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        """Runs in the server's event loop: resume unfinished jobs, and close cleanly."""
+        for row in self.ledger.recover_after_restart():
+            log.info("resuming job %s (task %s)", row.job_id, row.task_id)
+            await self.runner.resume(row)
+        yield
+        await self.runner.close()
+        await self.backends.aclose()
+        self.ledger.close()
+
+    def serve_reference(self, name: str) -> FileResponse:
+        """Prepared reference images, by unguessable expiring name, for the services to fetch."""
+        path = self.studio.reference_host.resolve(name)
+        if path is None:
+            raise HTTPException(status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=300"})
+
+
+def build_app(config: AppConfig | None = None, *, backends: Backends | None = None) -> App:
+    config = config or load_config()
+    for folder in (config.outputs_dir, config.references_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    backends = backends or Backends(
+        config.services, simulator_time_scale=config.simulator_time_scale
+    )
+    ledger = Ledger(config.ledger_path)
+    fetcher = ResultFetcher(backends.http, trusted=backends.trusted_origins())
+    runner = JobRunner(
+        backends=backends,
+        ledger=ledger,
+        fetcher=fetcher,
+        outputs_dir=config.outputs_dir,
+        deadline=config.watch_deadline,
+    )
+    studio = Studio(
+        runner=runner,
+        reference_host=ReferenceHost(config.references_dir, config.public_url),
+        multi_user=config.multi_user,
+    )
+    offline = [PROVIDER_NAMES[s] for s, c in config.services.items() if not c.has_key]
+    page = build_page(
+        studio,
+        offline_services=offline,
+        browser_secret=config.browser_secret(),
+        concurrency_limit=config.concurrency_limit,
+    )
+    page.demo.queue(default_concurrency_limit=None, max_size=500)
+    return App(config, backends, ledger, runner, studio, page)
+
+
+def launch(app: App, **overrides: object) -> None:
+    """Launch without blocking; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are read by Gradio."""
+    options: dict[str, object] = {
+        "prevent_thread_lock": True,
+        "run_history": False,  # it would keep inputs, keys included, in the browser's storage
+        "max_threads": 200,
+        "max_file_size": "25mb",
+        "allowed_paths": [str(app.config.outputs_dir)],
+        "app_kwargs": {"lifespan": app.lifespan},
+        "theme": gr.themes.Soft(
+            font=["ui-sans-serif", "system-ui", "sans-serif"],
+            font_mono=["ui-monospace", "monospace"],
+        ),
+        "css": CSS,
+        "js": SHORTCUT_JS,
+        "footer_links": ["api"],
+        "ssr_mode": False,
+    }
+    options.update(overrides)
+    app.page.demo.launch(**options)  # type: ignore[arg-type]
+    app.page.demo.app.add_api_route("/refs/{name}", app.serve_reference, methods=["GET"])
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = build_app()
+    launch(app)
+    app.page.demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Gradio builders and the page's event handlers."""

@@ -1,0 +1,75 @@
+"""Which client serves a generation: the real service with a key, or the built-in simulator.
+
+With no key for a service (neither in the environment nor from the visitor), that service runs
+on the in-process simulator: the same client code, the same wire format, placeholder images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from providers.capabilities import Service
+from providers.registry import ImageClient, build_client
+from providers.settings import ServiceConfig
+from providers.simulator import Simulator, SimulatorConfig
+
+SIMULATOR_ORIGIN = "http://simulator.invalid"
+SIMULATOR_KEY = "offline-preview"  # the simulator accepts any key; this one is no secret
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A client ready to use, and what the page should say about it."""
+
+    service: Service
+    client: ImageClient
+    offline: bool
+    time_scale: float = 1.0  # the simulator's speed-up; schedules shrink to match
+
+
+class Backends:
+    """Builds the client for each generation. Owns the HTTP clients; close with `aclose()`."""
+
+    def __init__(
+        self,
+        configs: dict[Service, ServiceConfig],
+        *,
+        simulator_time_scale: float = 0.25,
+        http: httpx.AsyncClient | None = None,
+        simulator: Simulator | None = None,
+    ) -> None:
+        self.configs = configs
+        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        self.simulator = simulator or Simulator(SimulatorConfig(time_scale=simulator_time_scale))
+        self.simulator_time_scale = self.simulator.config.time_scale
+        self.simulator_http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.simulator.app), base_url=SIMULATOR_ORIGIN
+        )
+
+    def has_key(self, service: Service) -> bool:
+        return self.configs[service].has_key
+
+    def for_service(self, service: Service, visitor_key: str | None = None) -> Backend:
+        """The visitor's key wins over the environment's; with neither, the simulator."""
+        config = self.configs[service]
+        key = (visitor_key or "").strip() or config.api_key
+        if key:
+            client = build_client(service, self.http, base_url=config.base_url, api_key=key)
+            return Backend(service, client, offline=False)
+        client = build_client(
+            service, self.simulator_http, base_url=SIMULATOR_ORIGIN, api_key=SIMULATOR_KEY
+        )
+        return Backend(service, client, offline=True, time_scale=self.simulator_time_scale)
+
+    def trusted_origins(self) -> dict[str, httpx.AsyncClient]:
+        """Result URLs on a service's own origin are fetched as the service itself."""
+        origins = {SIMULATOR_ORIGIN: self.simulator_http}
+        for config in self.configs.values():
+            origins[str(httpx.URL(config.base_url).copy_with(path="/"))[:-1]] = self.http
+        return origins
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.simulator_http.aclose()

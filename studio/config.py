@@ -1,0 +1,81 @@
+"""The app's settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from providers.capabilities import Service
+from providers.settings import ServiceConfig, service_configs
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    data_dir: Path
+    services: dict[Service, ServiceConfig] = field(repr=False)
+    public_url: str | None = None
+    multi_user: bool = False
+    simulator_time_scale: float = 0.25
+    watch_deadline: float = 600.0
+    # Generations running at once across all visitors; None = no limit (the work is remote and
+    # I/O-bound). Gradio's own default would be 1, making each visitor wait for the others.
+    concurrency_limit: int | None = None
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def references_dir(self) -> Path:
+        return self.data_dir / "references"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+    def browser_secret(self) -> str:
+        """A per-installation secret for browser storage, made once and kept in the data dir.
+
+        Gradio ships it to the browser, so it only obfuscates; fixing it lets the stored key
+        survive restarts (a random secret per start would make it unreadable)."""
+        path = self.data_dir / "browser-storage-secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """`DATA_DIR`, else `/data` on a Hugging Face Space with persistent storage, else ./data."""
+    if env.get("DATA_DIR"):
+        return Path(env["DATA_DIR"]).expanduser().resolve()
+    if env.get("SPACE_ID") and Path("/data").is_dir() and os.access("/data", os.W_OK):
+        return Path("/data/image-studio")
+    return PROJECT_DIR / "data"
+
+
+def public_url_from_env(env: Mapping[str, str]) -> str | None:
+    """`PUBLIC_URL`, else the first of `SPACE_HOST` on Hugging Face Spaces."""
+    if env.get("PUBLIC_URL"):
+        return env["PUBLIC_URL"].strip().rstrip("/")
+    host = (env.get("SPACE_HOST") or "").split(",")[0].strip()
+    return f"https://{host}" if host else None
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
+    env = os.environ if environ is None else environ
+    multi = env.get("MULTI_USER", "").lower()
+    return AppConfig(
+        data_dir=default_data_dir(env),
+        services=service_configs(env),
+        public_url=public_url_from_env(env),
+        multi_user=multi in ("1", "true", "yes") or (multi == "" and bool(env.get("SPACE_ID"))),
+        simulator_time_scale=float(env.get("SIMULATOR_TIME_SCALE") or 0.25),
+        watch_deadline=float(env.get("WATCH_DEADLINE") or 600),
+        concurrency_limit=int(env["CONCURRENCY_LIMIT"]) if env.get("CONCURRENCY_LIMIT") else None,
+    )

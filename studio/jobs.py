@@ -1,0 +1,484 @@
+"""The life of a generation: check, record, submit once, watch, keep the results.
+
+Each job runs as a background task owned by `JobRunner`, not by the page that asked for it: a
+closed tab or a dropped connection stops the page's view, never the work. Pages subscribe to
+progress; Stop ends the watching (the services have no cancel endpoint) and keeps the task id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from providers.capabilities import Service, model_spec, request_problems
+from providers.errors import (
+    ImageServiceError,
+    InvalidRequestError,
+    SubmissionOutcomeUnknown,
+    WatchTimeoutError,
+    task_failure,
+)
+from providers.registry import schedule_for
+from providers.types import GenerationRequest, TaskState, TaskStatus
+from providers.watch import watch_task
+from studio.backends import Backend, Backends
+from studio.downloads import DownloadError, ResultFetcher
+from studio.ledger import JobRow, JobState, Ledger, NewJob
+from studio.metadata import embed_parameters, result_filename, save_atomically
+from studio.progress import Progress
+
+log = logging.getLogger(__name__)
+
+# apixo keeps result URLs for 15 days; defapi does not say.
+_RESULT_LIFETIME = {Service.NANO_BANANA_PRO: 15 * 24 * 3600.0}
+
+_PHASE = {TaskState.QUEUED: JobState.QUEUED, TaskState.RUNNING: JobState.RUNNING}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the user asked for, for one task (a variant is one more JobSpec)."""
+
+    model: str
+    prompt: str
+    reference_urls: tuple[str, ...] = ()
+    reference_hashes: tuple[str, ...] = ()
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    output_format: str | None = None
+    routing: str | None = None
+
+    def problems(self) -> list[str]:
+        return request_problems(
+            self.model,
+            prompt=self.prompt,
+            reference_count=len(self.reference_urls),
+            aspect_ratio=self.aspect_ratio,
+            resolution=self.resolution,
+            output_format=self.output_format,
+            routing=self.routing,
+        )
+
+    def request(self) -> GenerationRequest:
+        return GenerationRequest(
+            model=self.model,
+            prompt=self.prompt,
+            reference_urls=self.reference_urls,
+            aspect_ratio=self.aspect_ratio,
+            resolution=self.resolution,
+            output_format=self.output_format,
+            routing=self.routing,
+        )
+
+    def params(self) -> dict[str, object]:
+        return {
+            "aspect_ratio": self.aspect_ratio,
+            "resolution": self.resolution,
+            "output_format": self.output_format,
+            "routing": self.routing,
+        }
+
+
+@dataclass
+class _Job:
+    progress: Progress
+    backend: Backend
+    spec: JobSpec
+    owner: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    task: asyncio.Task[None] | None = None
+
+
+class JobRunner:
+    """Runs jobs in the background and lets pages follow them."""
+
+    def __init__(
+        self,
+        *,
+        backends: Backends,
+        ledger: Ledger,
+        fetcher: ResultFetcher,
+        outputs_dir: Path,
+        deadline: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backends = backends
+        self.ledger = ledger
+        self.fetcher = fetcher
+        self.outputs_dir = outputs_dir
+        self.deadline = deadline
+        self.clock = clock
+        self._jobs: dict[str, _Job] = {}
+
+    # ---- starting and following -------------------------------------------------------------
+
+    async def start(
+        self,
+        spec: JobSpec,
+        *,
+        variants: int = 1,
+        owner: str = "",
+        visitor_key: str | None = None,
+    ) -> list[str]:
+        """Record and launch `variants` tasks; returns their job ids at once."""
+        problems = spec.problems()
+        if problems:
+            raise InvalidRequestError(" ".join(problems))
+        backend = self.backends.for_service(model_spec(spec.model).service, visitor_key)
+        job_ids = []
+        for variant in range(1, variants + 1):
+            job = await self._record(spec, backend, owner=owner, variant=variant)
+            job.task = asyncio.create_task(self._run(job), name=f"job-{job.progress.job_id}")
+            job_ids.append(job.progress.job_id)
+        return job_ids
+
+    def progress(self, job_id: str) -> Progress | None:
+        job = self._jobs.get(job_id)
+        return job.progress if job else None
+
+    async def follow(self, job_ids: Sequence[str]) -> AsyncIterator[list[Progress]]:
+        """Yield the progress of all `job_ids` each time any of them changes, until all end."""
+        jobs = [self._jobs[job_id] for job_id in job_ids if job_id in self._jobs]
+        if not jobs:
+            return
+        changed = asyncio.Event()
+
+        async def relay(job: _Job) -> None:
+            while job.progress.is_active:
+                async with job.changed:
+                    await job.changed.wait()
+                changed.set()
+
+        relays = [asyncio.create_task(relay(job)) for job in jobs]
+        try:
+            while True:
+                changed.clear()
+                yield [job.progress for job in jobs]
+                if not any(job.progress.is_active for job in jobs):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    # Wake at least once a second so elapsed times in the status stay live.
+                    await asyncio.wait_for(changed.wait(), timeout=1.0)
+        finally:
+            for relay_task in relays:
+                relay_task.cancel()
+
+    async def stop(self, job_ids: Sequence[str]) -> None:
+        """Stop watching; the task may still run and bill on the service."""
+        tasks = []
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job and job.task and not job.task.done():
+                job.task.cancel()
+                tasks.append(job.task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self, job_id: str) -> bool:
+        """Read the job's status now (a callback arrived). False when no such job is watched."""
+        job = self._jobs.get(job_id)
+        if job is None or not job.progress.is_active:
+            return False
+        job.wake.set()
+        return True
+
+    async def close(self) -> None:
+        """Cancel the watching of every job; their ledger rows let a restart resume them."""
+        tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- one job ------------------------------------------------------------------------------
+
+    async def _record(self, spec: JobSpec, backend: Backend, *, owner: str, variant: int) -> _Job:
+        model = model_spec(spec.model)
+        job_id = uuid.uuid4().hex
+        row = await asyncio.to_thread(
+            self.ledger.record_job,
+            NewJob(
+                job_id=job_id,
+                owner=owner,
+                service=model.service.value,
+                model=spec.model,
+                prompt=spec.prompt,
+                params={**spec.params(), "variant": variant, "offline": backend.offline},
+                reference_hashes=spec.reference_hashes,
+                callback_token=secrets.token_urlsafe(24),
+            ),
+        )
+        window = model.expected_window(spec.resolution)
+        progress = Progress(
+            job_id=job_id,
+            variant=variant,
+            model_label=model.label,
+            state=JobState.RECORDED,
+            offline=backend.offline,
+            created_at=row.created_at,
+            expected_seconds=(window[0] * backend.time_scale, window[1] * backend.time_scale),
+        )
+        job = _Job(progress=progress, backend=backend, spec=spec, owner=owner)
+        self._jobs[job_id] = job
+        return job
+
+    async def _publish(self, job: _Job, **changes: object) -> None:
+        job.progress = job.progress.evolve(**changes)
+        async with job.changed:
+            job.changed.notify_all()
+
+    async def _set_state(
+        self, job: _Job, state: JobState, provider_state: str = "", **changes: object
+    ) -> None:
+        credits = changes.get("credits")
+        await asyncio.to_thread(
+            self.ledger.record_state,
+            job.progress.job_id,
+            state,
+            provider_state,
+            credits=credits if isinstance(credits, float) else None,
+        )
+        await self._publish(job, state=state, provider_state=provider_state, **changes)
+
+    async def _run(self, job: _Job) -> None:
+        job_id = job.progress.job_id
+        try:
+            await asyncio.to_thread(self.ledger.mark_submitting, job_id)
+            await self._publish(job, state=JobState.SUBMITTING, provider_state="submitting")
+            submitted = await job.backend.client.submit(job.spec.request())
+            now = self.clock()
+            await asyncio.to_thread(self.ledger.set_task_id, job_id, submitted.task_id, now)
+            await self._publish(
+                job,
+                state=JobState.QUEUED,
+                task_id=submitted.task_id,
+                submitted_at=now,
+                provider_state="submitted",
+            )
+            await self._watch_and_keep(job, submitted_at=now)
+        except asyncio.CancelledError:
+            await self._finish_quietly(job, *_stopped(job.progress.state))
+            raise
+        except SubmissionOutcomeUnknown as exc:
+            await self._fail(job, JobState.OUTCOME_UNKNOWN, exc)
+        except WatchTimeoutError as exc:
+            await self._fail(job, JobState.TIMED_OUT, exc)
+        except ImageServiceError as exc:
+            await self._fail(job, JobState.FAILED, exc)
+        except DownloadError as exc:
+            await self._fail_download(job, exc)
+        except Exception as exc:  # a bug must still end the job visibly, never silently
+            log.exception("job %s crashed", job_id)
+            await self._fail(job, JobState.FAILED, exc)
+
+    async def resume(self, row: JobRow) -> str:
+        """Watch again a job found unfinished in the ledger (after a restart)."""
+        spec = JobSpec(
+            model=row.model,
+            prompt=row.prompt,
+            reference_hashes=tuple(row.reference_hashes),
+            aspect_ratio=row.params.get("aspect_ratio"),  # type: ignore[arg-type]
+            resolution=row.params.get("resolution"),  # type: ignore[arg-type]
+            output_format=row.params.get("output_format"),  # type: ignore[arg-type]
+            routing=row.params.get("routing"),  # type: ignore[arg-type]
+        )
+        model = model_spec(row.model)
+        backend = self.backends.for_service(model.service)
+        window = model.expected_window(spec.resolution)
+        job = _Job(
+            progress=Progress(
+                job_id=row.job_id,
+                variant=int(row.params.get("variant") or 1),  # type: ignore[call-overload]
+                model_label=model.label,
+                state=JobState(row.state),
+                provider_state=row.provider_state,
+                task_id=row.task_id,
+                offline=backend.offline,
+                created_at=row.created_at,
+                submitted_at=row.submitted_at,
+                expected_seconds=(window[0] * backend.time_scale, window[1] * backend.time_scale),
+            ),
+            backend=backend,
+            spec=spec,
+            owner=row.owner,
+        )
+        self._jobs[row.job_id] = job
+
+        async def run() -> None:
+            try:
+                await self._watch_and_keep(job, submitted_at=row.submitted_at or row.created_at)
+            except asyncio.CancelledError:
+                await self._finish_quietly(job, *_stopped(job.progress.state))
+                raise
+            except WatchTimeoutError as exc:
+                await self._fail(job, JobState.TIMED_OUT, exc)
+            except ImageServiceError as exc:
+                await self._fail(job, JobState.FAILED, exc)
+            except DownloadError as exc:
+                await self._fail_download(job, exc)
+            except Exception as exc:
+                log.exception("resumed job %s crashed", row.job_id)
+                await self._fail(job, JobState.FAILED, exc)
+
+        job.task = asyncio.create_task(run(), name=f"job-{row.job_id}")
+        return row.job_id
+
+    async def _watch_and_keep(self, job: _Job, *, submitted_at: float) -> None:
+        assert job.progress.task_id is not None
+        backend = job.backend
+        schedule = schedule_for(job.spec.request(), backend.time_scale)
+        elapsed = self.clock() - submitted_at
+        final: TaskStatus | None = None
+        async for status in watch_task(
+            backend.client,
+            job.progress.task_id,
+            schedule=schedule,
+            deadline=max(self.deadline - elapsed, 1.0),
+            submitted_at=time.monotonic() - elapsed,
+            wake=job.wake,
+        ):
+            final = status
+            if status.is_terminal:
+                break
+            state = _PHASE[status.state]
+            changes: dict[str, object] = {}
+            if state is JobState.RUNNING and job.progress.running_since is None:
+                changes["running_since"] = self.clock()
+            if state != job.progress.state or status.provider_state != job.progress.provider_state:
+                await self._set_state(job, state, status.provider_state, **changes)
+            else:
+                await self._publish(job, **changes)
+        assert final is not None
+        if final.state is TaskState.FAILED:
+            raise task_failure(
+                final.fail_message,
+                final.fail_code,
+                provider=backend.client.provider,
+                task_id=final.task_id,
+            )
+        await self._set_state(
+            job,
+            JobState.SAVING,
+            final.provider_state,
+            credits=final.credits,
+            running_since=job.progress.running_since or self.clock(),
+        )
+        files = await self._keep(job, final)
+        await self._set_state(
+            job,
+            JobState.DONE,
+            final.provider_state,
+            files=files,
+            finished_at=self.clock(),
+            credits=final.credits,
+        )
+
+    async def _keep(self, job: _Job, status: TaskStatus) -> tuple[Path, ...]:
+        """Fetch every result now (provider URLs expire) and write it atomically, tagged."""
+        files = []
+        created = datetime.fromtimestamp(job.progress.created_at, UTC)
+        folder = self.outputs_dir / created.strftime("%Y-%m-%d")
+        for index, image in enumerate(status.images, start=1):
+            try:
+                fetched = await self.fetcher.fetch(image.location)
+            except DownloadError as exc:
+                await asyncio.to_thread(
+                    self.ledger.record_download_failure,
+                    job.progress.job_id,
+                    index,
+                    source_url="data:" if image.is_data_uri else image.location,
+                    expires_at=_expiry(job.backend, self.clock()),
+                    message=exc.message,
+                )
+                raise
+            params = {
+                "model": job.spec.model,
+                "prompt": job.spec.prompt,
+                **job.spec.params(),
+                "task_id": status.task_id,
+                "reference_hashes": list(job.spec.reference_hashes),
+                "credits": status.credits,
+            }
+            data = embed_parameters(fetched.data, fetched.mime, params)
+            name = result_filename(
+                created, job.spec.model, job.spec.prompt, status.task_id, index, fetched.extension
+            )
+            path = await asyncio.to_thread(save_atomically, folder, name, data)
+            await asyncio.to_thread(
+                self.ledger.record_result,
+                job.progress.job_id,
+                index,
+                path=str(path),
+                sha256=_sha256(data),
+                source_url="data:" if image.is_data_uri else image.location,
+            )
+            files.append(path)
+        return tuple(files)
+
+    # ---- endings ------------------------------------------------------------------------------
+
+    async def _fail(self, job: _Job, state: JobState, exc: Exception) -> None:
+        if isinstance(exc, ImageServiceError):
+            message = exc.user_message()
+            kind = type(exc).__name__
+            if exc.task_id is None and job.progress.task_id:
+                message = f"{message} (task {job.progress.task_id})"
+        else:
+            message = "An unexpected error stopped this job; it has been logged."
+            kind = "InternalError"
+        await self._finish_quietly(job, state, message, kind=kind)
+
+    async def _fail_download(self, job: _Job, exc: DownloadError) -> None:
+        message = (
+            f"The image was made but could not be downloaded: {exc.message}. "
+            "The provider's link is kept; retry from history."
+        )
+        await self._finish_quietly(job, JobState.DOWNLOAD_FAILED, message, kind="DownloadError")
+
+    async def _finish_quietly(
+        self, job: _Job, state: JobState, message: str, *, kind: str = ""
+    ) -> None:
+        """Record and publish an ending, even while being cancelled."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(
+                asyncio.to_thread(
+                    self.ledger.record_error,
+                    job.progress.job_id,
+                    state,
+                    kind=kind or state.value,
+                    message=message,
+                )
+            )
+        await self._publish(job, state=state, message=message, finished_at=self.clock())
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _expiry(backend: Backend, now: float) -> float | None:
+    lifetime = _RESULT_LIFETIME.get(backend.service)
+    return now + lifetime if lifetime else None
+
+
+def _stopped(state: JobState) -> tuple[JobState, str]:
+    """What pressing Stop means at each point: only a sent POST can have started a task."""
+    if state is JobState.RECORDED:
+        return JobState.FAILED, "stopped before sending; nothing was sent"
+    if state is JobState.SUBMITTING:
+        return JobState.OUTCOME_UNKNOWN, (
+            "stopped while sending: the service may have started (and billed) a task whose id "
+            "never arrived; it was not sent again"
+        )
+    return JobState.STOPPED, (
+        "stopped watching; the service has no cancel, so the task may still finish and be "
+        "billed (its id is kept in history)"
+    )

@@ -1,0 +1,82 @@
+"""Immutable progress values for one job, and the plain status line each one reads as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from studio.ledger import JobState
+
+ACTIVE = frozenset(
+    {JobState.RECORDED, JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.SAVING}
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where one job stands. Times are wall-clock seconds (time.time())."""
+
+    job_id: str
+    variant: int
+    model_label: str
+    state: JobState
+    provider_state: str = ""
+    task_id: str | None = None
+    offline: bool = False
+    created_at: float = 0.0
+    submitted_at: float | None = None
+    running_since: float | None = None
+    finished_at: float | None = None
+    expected_seconds: tuple[float, float] = (10.0, 30.0)
+    credits: float | None = None
+    message: str = ""
+    files: tuple[Path, ...] = ()
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE
+
+    def evolve(self, **changes: object) -> Progress:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def status_line(self, now: float) -> str:
+        """One line for the status box: state, time queued and running, time left, credits."""
+        head = f"#{self.variant} {self.model_label}"
+        task = f" · task {self.task_id}" if self.task_id else ""
+        if self.state is JobState.DONE:
+            took = _seconds((self.finished_at or now) - (self.submitted_at or self.created_at))
+            count = len(self.files)
+            return (
+                f"{head}: done in {took}, {count} image{'s' if count != 1 else ''} saved"
+                f"{self._credits()}{task}"
+            )
+        if not self.is_active:
+            return f"{head}: {self.message or self.state.value}{task}"
+        parts = [f"{head}: {self.provider_state or self.state.value}"]
+        if self.submitted_at is not None:
+            queued_until = self.running_since or now
+            parts.append(f"queued {_seconds(queued_until - self.submitted_at)}")
+        if self.running_since is not None:
+            parts.append(f"running {_seconds(now - self.running_since)}")
+        if self.state in (JobState.QUEUED, JobState.RUNNING) and self.submitted_at is not None:
+            parts.append(self._time_left(now - self.submitted_at))
+        line = ", ".join(parts) + self._credits() + task
+        return f"{line} — {self.message}" if self.message else line
+
+    def _time_left(self, elapsed: float) -> str:
+        low, high = self.expected_seconds
+        if elapsed < low:
+            return f"about {_seconds(low - elapsed)}–{_seconds(high - elapsed)} left"
+        if elapsed < high:
+            return f"up to {_seconds(high - elapsed)} left"
+        return "taking longer than usual"
+
+    def _credits(self) -> str:
+        return f", {self.credits:g} credits" if self.credits is not None else ""
+
+
+def _seconds(value: float) -> str:
+    value = max(value, 0.0)
+    if value < 60:
+        return f"{value:.0f} s"
+    return f"{int(value // 60)} min {int(value % 60):02d} s"
