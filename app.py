@@ -120,6 +120,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO; status polls would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = build_app()
     launch(app)
     app.page.demo.block_thread()

@@ -38,7 +38,7 @@ class Studio:
     multi_user: bool = False
 
 
-def _error(message: str) -> gr.Error:
+def user_error(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
@@ -142,9 +142,9 @@ async def prepare_references(
             data = await asyncio.to_thread(Path(path).read_bytes)
             prepared.append(await asyncio.to_thread(prepare_reference, data, name))
         except BadReferenceError as exc:
-            raise _error(str(exc)) from None
+            raise user_error(str(exc)) from None
         except OSError:
-            raise _error(f"Could not read {name}; upload it again.") from None
+            raise user_error(f"Could not read {name}; upload it again.") from None
     unique, dropped = deduplicate(prepared)
     if dropped:
         notes.append(f"Skipped duplicate reference(s): {', '.join(dropped)}.")
@@ -164,7 +164,7 @@ async def prepare_references(
             parts = urlsplit(checked)
             await resolve_public_addresses(parts.hostname or "", parts.port or 443)
         except UnsafeUrlError as exc:
-            raise _error(f"Reference URL refused: {exc}") from None
+            raise user_error(f"Reference URL refused: {exc}") from None
         locations.append(checked)
         hashes.append("url:" + checked)
     return tuple(locations), tuple(hashes), notes
@@ -204,17 +204,17 @@ async def generate(
 ) -> AsyncIterator[tuple[GalleryItems, str, list[str]]]:
     """Submit `variants` tasks and stream (gallery, status, job ids) until all end."""
     if model not in MODELS:
-        raise _error(f"Unknown model {model!r}; choose one of: {', '.join(MODELS)}.")
+        raise user_error(f"Unknown model {model!r}; choose one of: {', '.join(MODELS)}.")
     spec = model_spec(model)
     count = reference_count(reference_images, reference_urls)
     # Layer 3 of the reference cap: API callers skip the page's trimming and validator.
     if count > spec.max_references:
-        raise _error(
+        raise user_error(
             f"{spec.label} takes at most {spec.max_references} reference images ({count} given)."
         )
     n = int(variants or 1)
     if not 1 <= n <= VARIANTS_MAX:
-        raise _error(f"Variants must be 1 to {VARIANTS_MAX}.")
+        raise user_error(f"Variants must be 1 to {VARIANTS_MAX}.")
     urls, hashes, notes = await prepare_references(studio, reference_images, reference_urls)
     job = JobSpec(
         model=model,
@@ -235,7 +235,7 @@ async def generate(
     try:
         job_ids = await studio.runner.start(job, variants=n, owner=owner, visitor_key=key)
     except ImageServiceError as exc:
-        raise _error(exc.user_message()) from None
+        raise user_error(exc.user_message()) from None
     try:
         async for progresses in studio.runner.follow(job_ids):
             yield gallery_items(progresses), status_text(progresses, notes), job_ids
@@ -243,6 +243,17 @@ async def generate(
         # Stop pressed: stop watching now (the services have no cancel; ids stay in history).
         await studio.runner.stop(job_ids)
         raise
+
+
+async def reattach(
+    studio: Studio, owner: str | None
+) -> AsyncIterator[tuple[GalleryItems, str, list[str]]]:
+    """On page load: follow the visitor's jobs still running (after a reload or a new tab)."""
+    job_ids = studio.runner.active_jobs(owner)
+    if not job_ids:
+        return
+    async for progresses in studio.runner.follow(job_ids):
+        yield gallery_items(progresses), status_text(progresses), job_ids
 
 
 async def stop(studio: Studio, job_ids: Sequence[str] | None) -> str:

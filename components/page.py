@@ -9,10 +9,13 @@ from typing import Any
 import gradio as gr
 
 from components import handlers
+from components import history_handlers as history
 from components.controls import Controls, build_controls
 from components.handlers import Studio
+from components.history import HistoryView, build_history
 
 KEY_STORAGE = "image-studio-keys"
+CLIENT_STORAGE = "image-studio-client"
 
 # Ctrl+Enter / Cmd+Enter in the prompt clicks Generate.
 SHORTCUT_JS = """
@@ -23,6 +26,16 @@ SHORTCUT_JS = """
     event.preventDefault();
     document.querySelector("#generate")?.click();
   });
+}
+"""
+
+# Each browser gets an unguessable id of its own, kept in its storage, so that on a shared
+# deployment it sees only its own history.
+CLIENT_ID_JS = """
+(id) => {
+  if (id && id.length >= 32) return id;
+  const bytes = crypto.getRandomValues(new Uint8Array(24));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 """
 
@@ -38,6 +51,14 @@ class Page:
     controls: Controls
     gallery: gr.Gallery
     status: gr.Textbox
+    history: HistoryView
+    tabs: gr.Tabs
+    keys: gr.BrowserState
+    client_id: gr.BrowserState
+    job_ids: gr.State
+    shown_ids: gr.State
+    thumb_ids: gr.State
+    selected: gr.State
 
 
 def offline_notice(offline_services: Sequence[str]) -> str:
@@ -60,51 +81,67 @@ def build_page(
     with gr.Blocks(title="Image Studio", delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown("# Image Studio\nGemPix2 · Gemini 2.5 Flash Image · Nano Banana Pro")
         gr.Markdown(offline_notice(offline_services), elem_id="offline-notice")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=320):
-                controls = build_controls(
-                    {
-                        "defapi": "set DEFAPI_API_KEY or paste a dk-… key",
-                        "apixo": "set APIXO_API_KEY or paste a key",
-                    }
-                )
-            with gr.Column(scale=3, min_width=320):
-                status = gr.Textbox(
-                    label="Status", lines=4, max_lines=12, interactive=False, elem_id="status"
-                )
-                gallery = gr.Gallery(
-                    label="Results",
-                    columns=2,
-                    height="auto",
-                    object_fit="contain",
-                    format="png",
-                    buttons=["download", "download_all", "fullscreen"],
-                    interactive=False,
-                    elem_id="results",
-                )
-        keys = gr.BrowserState(
-            {"defapi": "", "apixo": ""}, storage_key=KEY_STORAGE, secret=browser_secret
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate-tab"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=320):
+                        controls = build_controls(
+                            {
+                                "defapi": "set DEFAPI_API_KEY or paste a dk-… key",
+                                "apixo": "set APIXO_API_KEY or paste a key",
+                            }
+                        )
+                    with gr.Column(scale=3, min_width=320):
+                        status = gr.Textbox(
+                            label="Status",
+                            lines=4,
+                            max_lines=12,
+                            interactive=False,
+                            elem_id="status",
+                        )
+                        gallery = gr.Gallery(
+                            label="Results",
+                            columns=2,
+                            height="auto",
+                            object_fit="contain",
+                            format="png",
+                            buttons=["download", "download_all", "fullscreen"],
+                            interactive=False,
+                            elem_id="results",
+                        )
+            with gr.Tab("History", id="history-tab"):
+                history_view = build_history()
+        page = Page(
+            demo=demo,
+            controls=controls,
+            gallery=gallery,
+            status=status,
+            history=history_view,
+            tabs=tabs,
+            keys=gr.BrowserState(
+                {"defapi": "", "apixo": ""}, storage_key=KEY_STORAGE, secret=browser_secret
+            ),
+            client_id=gr.BrowserState("", storage_key=CLIENT_STORAGE, secret=browser_secret),
+            job_ids=gr.State([]),
+            shown_ids=gr.State([]),
+            thumb_ids=gr.State([]),
+            selected=gr.State(None),
         )
-        job_ids = gr.State([])
-        page = Page(demo, controls, gallery, status)
-        wire(page, studio, keys, job_ids, concurrency_limit)
+        wire(page, studio, concurrency_limit)
     return page
 
 
-def wire(
-    page: Page,
-    studio: Studio,
-    keys: gr.BrowserState,
-    job_ids: gr.State,
-    concurrency_limit: int | None = None,
-) -> None:
+def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> None:
     c = page.controls
+    h = page.history
     demo = page.demo
+    private: dict[str, Any] = {"api_visibility": "private"}
 
-    # Keys move between the password boxes and browser storage in the browser only.
+    # Keys and the browser id stay in the browser: these events run as JavaScript only.
+    identified = demo.load(None, inputs=[page.client_id], outputs=[page.client_id], js=CLIENT_ID_JS)
     demo.load(
         None,
-        inputs=[keys],
+        inputs=[page.keys],
         outputs=[c.defapi_key, c.apixo_key],
         js="(k) => [k?.defapi ?? '', k?.apixo ?? '']",
     )
@@ -112,11 +149,21 @@ def wire(
         box.change(
             None,
             inputs=[c.defapi_key, c.apixo_key],
-            outputs=[keys],
+            outputs=[page.keys],
             js="(d, a) => ({defapi: d, apixo: a})",
-            api_visibility="private",
+            **private,
         )
 
+    settings = [
+        c.model,
+        c.prompt,
+        c.model_info,
+        c.references,
+        c.aspect_ratio,
+        c.resolution,
+        c.output_format,
+        c.routing,
+    ]
     c.model.change(
         handlers.on_model_change,
         inputs=[c.model, c.aspect_ratio, c.resolution, c.output_format, c.routing, c.references],
@@ -131,21 +178,21 @@ def wire(
             c.reference_preview,
         ],
         api_name="reshape",
-        api_visibility="private",
+        **private,
     )
     c.references.upload(
         handlers.trim_references,
         inputs=[c.model, c.references],
         outputs=[c.references],
         api_name="trim_references",
-        api_visibility="private",
+        **private,
     )
     c.references.change(
-        lambda files: handlers.file_paths(files),
+        handlers.file_paths,
         inputs=[c.references],
         outputs=[c.reference_preview],
         api_name="preview_references",
-        api_visibility="private",
+        **private,
     )
 
     async def generate(
@@ -160,6 +207,7 @@ def wire(
         variants: float | None = None,
         defapi_key: str | None = None,
         apixo_key: str | None = None,
+        client_id: str | None = None,
     ) -> AsyncIterator[tuple[Any, str, list[str]]]:
         async for update in handlers.generate(
             studio,
@@ -174,8 +222,12 @@ def wire(
             variants,
             defapi_key,
             apixo_key,
+            owner=history.owner_for_new_job(studio, client_id),
         ):
             yield update
+
+    def validate(*values: Any) -> list[Any]:
+        return [*handlers.validate_generate(*values[:-1]), gr.validate(True, "")]
 
     inputs = [
         c.model,
@@ -189,12 +241,14 @@ def wire(
         c.variants,
         c.defapi_key,
         c.apixo_key,
+        page.client_id,
     ]
+    outputs = [page.gallery, page.status, page.job_ids]
     run = c.generate.click(
         generate,
         inputs=inputs,
-        outputs=[page.gallery, page.status, job_ids],
-        validator=handlers.validate_generate,
+        outputs=outputs,
+        validator=validate,
         api_name="generate",
         concurrency_limit=concurrency_limit,
         show_progress_on=[page.status],
@@ -205,10 +259,121 @@ def wire(
 
     c.stop.click(
         stop,
-        inputs=[job_ids],
+        inputs=[page.job_ids],
         outputs=[page.status],
         cancels=[run],
         api_name="stop",
+        concurrency_limit=None,
+        **private,
+    )
+
+    async def reattach(client_id: str) -> AsyncIterator[tuple[Any, str, list[str]]]:
+        async for update in handlers.reattach(studio, history.owner_for(studio, client_id)):
+            yield update
+
+    # After a reload or in a new tab, jobs still running stream into the gallery again; this
+    # runs after the browser id is known.
+    identified.then(
+        reattach,
+        inputs=[page.client_id],
+        outputs=outputs,
+        api_name="reattach",
+        concurrency_limit=None,
+        show_progress_on=[page.status],
+        **private,
+    )
+
+    # ---- history ----
+    async def load(client_id: str, search: str, model: str, state: str) -> tuple[Any, ...]:
+        return await history.load_history(studio, client_id, search, model, state)
+
+    listing = dict(
+        fn=load,
+        inputs=[page.client_id, h.search, h.model, h.state],
+        outputs=[h.thumbnails, h.table, page.shown_ids, page.thumb_ids],
+        concurrency_limit=None,
+        **private,
+    )
+    h.refresh.click(api_name="history", **listing)
+    h.search.submit(api_name="history_search", **listing)
+    h.model.change(api_name="history_model", **listing)
+    h.state.change(api_name="history_state", **listing)
+    page.tabs.select(api_name="history_tab", **listing)
+
+    async def pick(client_id: str, ids: list[str], event: gr.SelectData) -> tuple[Any, str]:
+        index = event.index[0] if isinstance(event.index, list | tuple) else event.index
+        job_id = ids[index] if ids and 0 <= index < len(ids) else None
+        return job_id, await history.describe(studio, client_id, job_id)
+
+    h.thumbnails.select(
+        pick, inputs=[page.client_id, page.thumb_ids], outputs=[page.selected, h.details], **private
+    )
+    h.table.select(
+        pick, inputs=[page.client_id, page.shown_ids], outputs=[page.selected, h.details], **private
+    )
+
+    async def recall(client_id: str, job_id: str | None) -> tuple[Any, ...]:
+        return (*await history.recall(studio, client_id, job_id), gr.Tabs(selected="generate-tab"))
+
+    recalled = dict(
+        fn=recall, inputs=[page.client_id, page.selected], outputs=[*settings, page.tabs], **private
+    )
+    h.recall.click(api_name="recall", **recalled)
+    h.rerun.click(api_name="rerun", **recalled).then(
+        generate,
+        inputs=inputs,
+        outputs=outputs,
+        api_visibility="private",
+        concurrency_limit=concurrency_limit,
+        show_progress_on=[page.status],
+    )
+
+    async def reuse(
+        client_id: str, job_id: str | None, model: str, current: list[Any] | None
+    ) -> tuple[Any, Any]:
+        files = await history.use_as_reference(studio, client_id, job_id, model, current)
+        return files, gr.Tabs(selected="generate-tab")
+
+    h.use_as_reference.click(
+        reuse,
+        inputs=[page.client_id, page.selected, c.model, c.references],
+        outputs=[c.references, page.tabs],
+        api_name="reuse",
+        **private,
+    )
+
+    async def check_again(client_id: str, job_id: str | None) -> str:
+        return await history.check_again(studio, client_id, job_id)
+
+    h.check_again.click(
+        check_again,
+        inputs=[page.client_id, page.selected],
+        outputs=[h.details],
+        api_name="check_again",
+        **private,
+    ).then(
+        reattach,
+        inputs=[page.client_id],
+        outputs=outputs,
         api_visibility="private",
         concurrency_limit=None,
+        show_progress_on=[page.status],
     )
+
+    async def zip_shown(client_id: str, ids: list[str]) -> Any:
+        return await history.zip_shown(studio, client_id, ids)
+
+    h.download_zip.click(
+        zip_shown,
+        inputs=[page.client_id, page.shown_ids],
+        outputs=[h.zip_file],
+        api_name="zip",
+        **private,
+    )
+    h.restore_drop.upload(
+        history.restore_from_image,
+        inputs=[h.restore_drop],
+        outputs=[*settings],
+        api_name="restore",
+        **private,
+    ).then(lambda: gr.Tabs(selected="generate-tab"), outputs=[page.tabs], api_visibility="private")

@@ -32,7 +32,7 @@ from providers.types import GenerationRequest, TaskState, TaskStatus
 from providers.watch import watch_task
 from studio.backends import Backend, Backends
 from studio.downloads import DownloadError, ResultFetcher
-from studio.ledger import JobRow, JobState, Ledger, NewJob
+from studio.ledger import RECHECKABLE_STATES, JobRow, JobState, Ledger, NewJob
 from studio.metadata import embed_parameters, result_filename, save_atomically
 from studio.progress import Progress
 
@@ -172,6 +172,27 @@ class JobRunner:
         finally:
             for relay_task in relays:
                 relay_task.cancel()
+
+    def active_jobs(self, owner: str | None) -> list[str]:
+        """Ids of the jobs being watched now for `owner` (None: everyone), oldest first."""
+        return [
+            job_id
+            for job_id, job in self._jobs.items()
+            if job.progress.is_active and (owner is None or job.owner == owner)
+        ]
+
+    async def recheck(self, job_id: str, owner: str | None = None) -> str:
+        """Watch again a stopped, timed-out or not-downloaded job (it keeps its task id)."""
+        row = await asyncio.to_thread(self.ledger.job, job_id, owner=owner)
+        if row is None or row.task_id is None or row.state not in RECHECKABLE_STATES:
+            raise InvalidRequestError(
+                "Only a stopped, timed-out or not-downloaded task with a "
+                "task id can be checked again."
+            )
+        row = await asyncio.to_thread(
+            self.ledger.record_state, job_id, JobState.QUEUED, "", detail="checked again"
+        )
+        return await self.resume(row)
 
     async def stop(self, job_ids: Sequence[str]) -> None:
         """Stop watching; the task may still run and bill on the service."""
@@ -385,7 +406,7 @@ class JobRunner:
         """Fetch every result now (provider URLs expire) and write it atomically, tagged."""
         files = []
         created = datetime.fromtimestamp(job.progress.created_at, UTC)
-        folder = self.outputs_dir / created.strftime("%Y-%m-%d")
+        folder = self.outputs_dir / owner_folder(job.owner) / created.strftime("%Y-%m-%d")
         for index, image in enumerate(status.images, start=1):
             try:
                 fetched = await self.fetcher.fetch(image.location)
@@ -458,6 +479,12 @@ class JobRunner:
                 )
             )
         await self._publish(job, state=state, message=message, finished_at=self.clock())
+
+
+def owner_folder(owner: str) -> str:
+    """Each visitor's results live under a folder named by a hash of their secret browser id,
+    so a file's path cannot be guessed without that id."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:32] if owner else "local"
 
 
 def _sha256(data: bytes) -> str:

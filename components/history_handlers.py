@@ -1,0 +1,227 @@
+"""History handlers: list, select, recall, reuse, re-check and zip a visitor's own generations.
+
+On a shared deployment every call is scoped to the visitor's browser id (an unguessable token
+kept in browser storage); a missing or malformed id sees nothing. Locally (single-user mode)
+the one user sees everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from components.controls import reshape
+from components.handlers import Studio, file_paths, user_error
+from providers.capabilities import MODELS, model_spec
+from providers.errors import ImageServiceError
+from studio.ledger import JobRow
+from studio.metadata import read_parameters
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+NOBODY = "\x00nobody"  # an owner no job can have: what a shared deployment shows to no id
+PAGE_SIZE = 60
+
+
+def owner_for(studio: Studio, client_id: str | None) -> str | None:
+    """The ledger owner to filter by: None (everyone) locally, the browser id when shared."""
+    if not studio.multi_user:
+        return None
+    return client_id if client_id and _CLIENT_ID.match(client_id) else NOBODY
+
+
+def owner_for_new_job(studio: Studio, client_id: str | None) -> str:
+    owner = owner_for(studio, client_id)
+    if owner is None:
+        return ""
+    # An API caller without a browser id still gets its images, in a history no one can list.
+    return secrets.token_urlsafe(32) if owner == NOBODY else owner
+
+
+def _settings(row: JobRow) -> str:
+    params = row.params
+    parts = [
+        str(params[k]) for k in ("aspect_ratio", "resolution", "output_format") if params.get(k)
+    ]
+    if row.reference_hashes:
+        parts.append(f"{len(row.reference_hashes)} ref")
+    if params.get("offline"):
+        parts.append("preview")
+    return " · ".join(parts)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+def _label(model: str) -> str:
+    return MODELS[model].label if model in MODELS else model
+
+
+def _kept(row: JobRow) -> list[str]:
+    return [r.path for r in row.results if r.path and Path(r.path).exists()]
+
+
+async def load_history(
+    studio: Studio,
+    client_id: str | None,
+    search: str | None,
+    model: str | None,
+    state: str | None,
+) -> tuple[list[tuple[str, str]], list[list[Any]], list[str], list[str]]:
+    """Thumbnails, table rows, and the job ids behind each (for selection)."""
+    owner = owner_for(studio, client_id)
+    rows = await asyncio.to_thread(
+        studio.runner.ledger.history,
+        owner,
+        search=(search or "").strip(),
+        model=None if model in (None, "", "all") else model,
+        state=None if state in (None, "", "all") else state,
+        limit=PAGE_SIZE,
+    )
+    thumbnails, thumb_ids, table, row_ids = [], [], [], []
+    for row in rows:
+        kept = _kept(row)
+        for path in kept:
+            thumbnails.append((path, f"{row.prompt[:60]} · {_label(row.model)}"))
+            thumb_ids.append(row.job_id)
+        table.append(
+            [
+                _when(row.created_at),
+                row.prompt,
+                _label(row.model),
+                _settings(row),
+                row.state.value.replace("_", " "),
+                len(kept),
+            ]
+        )
+        row_ids.append(row.job_id)
+    return thumbnails, table, row_ids, thumb_ids
+
+
+async def _row(studio: Studio, client_id: str | None, job_id: str | None) -> JobRow:
+    if not job_id:
+        raise user_error("Select a generation in the history first.")
+    row = await asyncio.to_thread(
+        studio.runner.ledger.job, job_id, owner=owner_for(studio, client_id)
+    )
+    if row is None:
+        raise user_error("That generation is not in your history.")
+    return row
+
+
+async def describe(studio: Studio, client_id: str | None, job_id: str | None) -> str:
+    row = await _row(studio, client_id, job_id)
+    lines = [
+        f"**{_label(row.model)}** · {row.state.value.replace('_', ' ')} · {_when(row.created_at)}",
+        f"> {row.prompt}",
+        f"Settings: {_settings(row) or 'defaults'}",
+    ]
+    if row.task_id:
+        lines.append(f"Task id: `{row.task_id}`")
+    if row.credits is not None:
+        lines.append(f"Credits: {row.credits:g}")
+    if row.error_message:
+        lines.append(f"Why: {row.error_message}")
+    for result in row.results:
+        if result.error:
+            expiry = f", link valid until {_when(result.expires_at)}" if result.expires_at else ""
+            lines.append(f"Image {result.idx} not downloaded: {result.error}{expiry}")
+    return "\n\n".join(lines)
+
+
+def _settings_updates(params: dict[str, Any], model: str, prompt: str) -> tuple[Any, ...]:
+    spec = model_spec(model)
+    info, refs_label, aspect, resolution, fmt, routing = reshape(
+        model,
+        params.get("aspect_ratio"),
+        params.get("resolution"),
+        params.get("output_format"),
+        params.get("routing"),
+    )
+    return (
+        gr.update(value=spec.id),
+        gr.update(value=prompt),
+        info,
+        refs_label,
+        aspect,
+        resolution,
+        fmt,
+        routing,
+    )
+
+
+async def recall(studio: Studio, client_id: str | None, job_id: str | None) -> tuple[Any, ...]:
+    """Updates for model, prompt, model info, references label, aspect, resolution, format,
+    routing."""
+    row = await _row(studio, client_id, job_id)
+    return _settings_updates(row.params, row.model, row.prompt)
+
+
+async def use_as_reference(
+    studio: Studio, client_id: str | None, job_id: str | None, model: str, current: list[Any] | None
+) -> list[str]:
+    row = await _row(studio, client_id, job_id)
+    kept = _kept(row)
+    if not kept:
+        raise user_error("This generation has no saved image to use.")
+    files = [*file_paths(current), kept[0]]
+    cap = model_spec(model).max_references
+    if len(files) > cap:
+        gr.Warning(
+            f"{model_spec(model).label} takes at most {cap} references; "
+            "remove one before adding another."
+        )
+        return files[:cap]
+    return files
+
+
+async def check_again(studio: Studio, client_id: str | None, job_id: str | None) -> str:
+    row = await _row(studio, client_id, job_id)
+    try:
+        await studio.runner.recheck(row.job_id, owner=owner_for(studio, client_id))
+    except ImageServiceError as exc:
+        raise user_error(exc.user_message()) from None
+    return f"Checking task {row.task_id} again; its status appears on the Generate tab."
+
+
+async def zip_shown(studio: Studio, client_id: str | None, job_ids: list[str] | None) -> Any:
+    """A zip of every saved image among the shown generations."""
+    owner = owner_for(studio, client_id)
+    paths = []
+    for job_id in job_ids or ():
+        row = await asyncio.to_thread(studio.runner.ledger.job, job_id, owner=owner)
+        if row is not None:
+            paths.extend(_kept(row))
+    if not paths:
+        raise user_error("No saved images among the generations shown.")
+    folder = studio.runner.outputs_dir.parent / "zips"
+    target = folder / f"images-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(8)}.zip"
+
+    def write() -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+            for path in paths:  # images are compressed already
+                archive.write(path, arcname=Path(path).name)
+        return target
+
+    return gr.update(value=str(await asyncio.to_thread(write)), visible=True)
+
+
+def restore_from_image(file: Any) -> tuple[Any, ...]:
+    """Settings from the parameters embedded in an image made here."""
+    paths = file_paths([file] if file else [])
+    if not paths:
+        return tuple(gr.update() for _ in range(8))
+    params = read_parameters(Path(paths[0]).read_bytes())
+    if not params or params.get("model") not in MODELS:
+        raise user_error(f"{Path(paths[0]).name} carries no Image Studio settings.")
+    gr.Info("Settings restored from the image.")
+    return _settings_updates(params, str(params["model"]), str(params.get("prompt", "")))
