@@ -171,10 +171,11 @@ def task_failure(
     text = message or fail_code or "no reason given"
     # An explicit fail code decides; the message's words are only a fallback without one.
     haystack = (fail_code or message or "").lower()
-    if "content_violation" in haystack or "safety" in haystack or "policy" in haystack:
-        cls: type[TaskFailed] = ContentViolationError
-    elif "invalid_image_url" in haystack or "image url" in haystack:
-        cls = InvalidImageUrlError
+    # The reference check comes first: its message quotes the URL, which may hold any word.
+    if "invalid_image_url" in haystack or "image url" in haystack:
+        cls: type[TaskFailed] = InvalidImageUrlError
+    elif "content_violation" in haystack or "safety" in haystack or "policy" in haystack:
+        cls = ContentViolationError
     else:
         cls = TaskFailed
     return cls(text, fail_code=fail_code, provider=provider, task_id=task_id)
