@@ -119,6 +119,7 @@ class JobRunner:
         self.deadline = deadline
         self.clock = clock
         self._jobs: dict[str, _Job] = {}
+        self._closing = False  # shutting down: leave each job's ledger row for the restart
 
     # ---- starting and following -------------------------------------------------------------
 
@@ -163,8 +164,11 @@ class JobRunner:
         try:
             while True:
                 changed.clear()
-                yield [job.progress for job in jobs]
-                if not any(job.progress.is_active for job in jobs):
+                snapshot = [job.progress for job in jobs]
+                yield snapshot
+                # Judge by what was yielded: a job may have ended while the reader was busy,
+                # and its final state must still be yielded.
+                if not any(progress.is_active for progress in snapshot):
                     return
                 with contextlib.suppress(TimeoutError):
                     # Wake at least once a second so elapsed times in the status stay live.
@@ -196,13 +200,14 @@ class JobRunner:
 
     async def stop(self, job_ids: Sequence[str]) -> None:
         """Stop watching; the task may still run and bill on the service."""
-        tasks = []
-        for job_id in job_ids:
-            job = self._jobs.get(job_id)
-            if job and job.task and not job.task.done():
-                job.task.cancel()
-                tasks.append(job.task)
+        jobs = [self._jobs[job_id] for job_id in job_ids if job_id in self._jobs]
+        tasks = [job.task for job in jobs if job.task and not job.task.done()]
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for job in jobs:
+            if job.progress.is_active:  # cancelled before its first step: nothing ran
+                await self._finish_quietly(job, *_stopped(job.progress.state))
 
     def wake(self, job_id: str) -> bool:
         """Read the job's status now (a callback arrived). False when no such job is watched."""
@@ -214,6 +219,7 @@ class JobRunner:
 
     async def close(self) -> None:
         """Cancel the watching of every job; their ledger rows let a restart resume them."""
+        self._closing = True
         tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
         for task in tasks:
             task.cancel()
@@ -468,6 +474,8 @@ class JobRunner:
         self, job: _Job, state: JobState, message: str, *, kind: str = ""
     ) -> None:
         """Record and publish an ending, even while being cancelled."""
+        if self._closing:
+            return  # not an ending: the next start resumes the job from its ledger row
         with contextlib.suppress(Exception):
             await asyncio.shield(
                 asyncio.to_thread(
