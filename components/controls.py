@@ -35,7 +35,7 @@ class Controls:
 
 
 def references_label(spec: ModelSpec) -> str:
-    return f"Reference images (up to {spec.max_references} for {spec.label})"
+    return f"Reference images (up to {spec.max_references})"
 
 
 def model_info(spec: ModelSpec) -> str:

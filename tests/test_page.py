@@ -77,7 +77,7 @@ async def run_generate(studio: Studio, *args: Any, **kwargs: Any) -> list[Any]:
 def test_reshape_for_gempix2_hides_and_clears_what_it_cannot_take() -> None:
     info, refs, aspect, resolution, fmt, routing = reshape(GEMPIX2, "16:9", "4K", "jpeg", "value")
     assert "up to 4 references" in info["value"]
-    assert refs["label"] == "Reference images (up to 4 for GemPix2 (Nano Banana))"
+    assert refs["label"] == "Reference images (up to 4)"
     for update in (aspect, resolution, fmt, routing):
         assert update["visible"] is False
         assert update["value"] is None
@@ -86,7 +86,7 @@ def test_reshape_for_gempix2_hides_and_clears_what_it_cannot_take() -> None:
 
 def test_reshape_back_to_nano_banana_pro_keeps_valid_choices() -> None:
     _, refs, aspect, resolution, fmt, routing = reshape(NBP, "16:9", "8K", "webp", "value")
-    assert refs["label"] == "Reference images (up to 10 for Nano Banana Pro)"
+    assert refs["label"] == "Reference images (up to 10)"
     assert (aspect["value"], aspect["visible"]) == ("16:9", True)
     assert "21:9" in aspect["choices"]
     assert (resolution["value"], resolution["choices"]) == ("1K", ["1K", "2K", "4K"])
