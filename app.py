@@ -45,9 +45,9 @@ class App:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         """Runs in the server's event loop: resume unfinished jobs, and close cleanly."""
-        for row in self.ledger.recover_after_restart():
-            log.info("resuming job %s (task %s)", row.job_id, row.task_id)
-            await self.runner.resume(row)
+        resumed = await self.runner.resume_unfinished()
+        if resumed:
+            log.info("took up %d unfinished job(s) from the ledger", len(resumed))
         yield
         await self.runner.close()
         await self.backends.aclose()

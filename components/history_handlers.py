@@ -20,7 +20,7 @@ import gradio as gr
 
 from components.controls import reshape
 from components.handlers import Studio, file_paths, user_error
-from providers.capabilities import MODELS, model_spec
+from providers.capabilities import MODELS, Service, model_spec
 from providers.errors import ImageServiceError
 from studio.ledger import JobRow
 from studio.metadata import read_parameters
@@ -183,10 +183,19 @@ async def use_as_reference(
     return files
 
 
-async def check_again(studio: Studio, client_id: str | None, job_id: str | None) -> str:
+async def check_again(
+    studio: Studio,
+    client_id: str | None,
+    job_id: str | None,
+    defapi_key: str | None = None,
+    apixo_key: str | None = None,
+) -> str:
     row = await _row(studio, client_id, job_id)
+    key = defapi_key if model_spec(row.model).service is Service.GEMPIX2 else apixo_key
     try:
-        await studio.runner.recheck(row.job_id, owner=owner_for(studio, client_id))
+        await studio.runner.recheck(
+            row.job_id, owner=owner_for(studio, client_id), visitor_key=key or None
+        )
     except ImageServiceError as exc:
         raise user_error(exc.user_message()) from None
     return f"Checking task {row.task_id} again; its status appears on the Generate tab."

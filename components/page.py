@@ -342,12 +342,14 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
         **private,
     )
 
-    async def check_again(client_id: str, job_id: str | None) -> str:
-        return await history.check_again(studio, client_id, job_id)
+    async def check_again(
+        client_id: str, job_id: str | None, defapi_key: str, apixo_key: str
+    ) -> str:
+        return await history.check_again(studio, client_id, job_id, defapi_key, apixo_key)
 
     h.check_again.click(
         check_again,
-        inputs=[page.client_id, page.selected],
+        inputs=[page.client_id, page.selected, c.defapi_key, c.apixo_key],
         outputs=[h.details],
         api_name="check_again",
         **private,

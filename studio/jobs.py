@@ -24,6 +24,7 @@ from providers.errors import (
     ImageServiceError,
     InvalidRequestError,
     SubmissionOutcomeUnknown,
+    TaskNotFoundError,
     WatchTimeoutError,
     task_failure,
 )
@@ -33,7 +34,12 @@ from providers.watch import watch_task
 from studio.backends import Backend, Backends
 from studio.downloads import DownloadError, ResultFetcher
 from studio.ledger import RECHECKABLE_STATES, JobRow, JobState, Ledger, NewJob
-from studio.metadata import embed_parameters, result_filename, save_atomically
+from studio.metadata import (
+    embed_parameters,
+    remove_partial_files,
+    result_filename,
+    save_atomically,
+)
 from studio.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -136,9 +142,12 @@ class JobRunner:
         if problems:
             raise InvalidRequestError(" ".join(problems))
         backend = self.backends.for_service(model_spec(spec.model).service, visitor_key)
+        key_source = "offline" if backend.offline else "visitor" if visitor_key else "server"
         job_ids = []
         for variant in range(1, variants + 1):
-            job = await self._record(spec, backend, owner=owner, variant=variant)
+            job = await self._record(
+                spec, backend, owner=owner, variant=variant, key_source=key_source
+            )
             job.task = asyncio.create_task(self._run(job), name=f"job-{job.progress.job_id}")
             job_ids.append(job.progress.job_id)
         return job_ids
@@ -185,7 +194,9 @@ class JobRunner:
             if job.progress.is_active and (owner is None or job.owner == owner)
         ]
 
-    async def recheck(self, job_id: str, owner: str | None = None) -> str:
+    async def recheck(
+        self, job_id: str, owner: str | None = None, visitor_key: str | None = None
+    ) -> str:
         """Watch again a stopped, timed-out or not-downloaded job (it keeps its task id)."""
         row = await asyncio.to_thread(self.ledger.job, job_id, owner=owner)
         if row is None or row.task_id is None or row.state not in RECHECKABLE_STATES:
@@ -196,7 +207,7 @@ class JobRunner:
         row = await asyncio.to_thread(
             self.ledger.record_state, job_id, JobState.QUEUED, "", detail="checked again"
         )
-        return await self.resume(row)
+        return await self.resume(row, visitor_key)
 
     async def stop(self, job_ids: Sequence[str]) -> None:
         """Stop watching; the task may still run and bill on the service."""
@@ -227,7 +238,9 @@ class JobRunner:
 
     # ---- one job ------------------------------------------------------------------------------
 
-    async def _record(self, spec: JobSpec, backend: Backend, *, owner: str, variant: int) -> _Job:
+    async def _record(
+        self, spec: JobSpec, backend: Backend, *, owner: str, variant: int, key_source: str
+    ) -> _Job:
         model = model_spec(spec.model)
         job_id = uuid.uuid4().hex
         row = await asyncio.to_thread(
@@ -238,7 +251,13 @@ class JobRunner:
                 service=model.service.value,
                 model=spec.model,
                 prompt=spec.prompt,
-                params={**spec.params(), "variant": variant, "offline": backend.offline},
+                params={
+                    **spec.params(),
+                    "variant": variant,
+                    "offline": backend.offline,
+                    # Keys are never stored: a restart must know whose key the task needs.
+                    "key_source": key_source,
+                },
                 reference_hashes=spec.reference_hashes,
                 callback_token=secrets.token_urlsafe(24),
             ),
@@ -306,8 +325,32 @@ class JobRunner:
             log.exception("job %s crashed", job_id)
             await self._fail(job, JobState.FAILED, exc)
 
-    async def resume(self, row: JobRow) -> str:
-        """Watch again a job found unfinished in the ledger (after a restart)."""
+    async def resume_unfinished(self) -> list[str]:
+        """At start-up: clear half-written files, settle the ledger, and watch again every job
+        that has a task id. Returns the ids of the jobs taken up."""
+        removed = await asyncio.to_thread(remove_partial_files, self.outputs_dir)
+        if removed:
+            log.info("removed %d half-written result file(s)", removed)
+        rows = await asyncio.to_thread(self.ledger.recover_after_restart)
+        return [await self.resume(row) for row in rows]
+
+    async def resume(self, row: JobRow, visitor_key: str | None = None) -> str:
+        """Watch again a job found unfinished in the ledger (after a restart or a re-check)."""
+        service = model_spec(row.model).service
+        if (
+            row.params.get("key_source") == "visitor"
+            and not visitor_key
+            and not self.backends.has_key(service)
+        ):
+            await asyncio.to_thread(
+                self.ledger.record_error,
+                row.job_id,
+                JobState.STOPPED,
+                kind="KeyNeeded",
+                message="The app restarted, and this task was started with your own key, which "
+                "is never stored: enter the key and press 'Check again' in history.",
+            )
+            return row.job_id
         spec = JobSpec(
             model=row.model,
             prompt=row.prompt,
@@ -318,7 +361,7 @@ class JobRunner:
             routing=row.params.get("routing"),  # type: ignore[arg-type]
         )
         model = model_spec(row.model)
-        backend = self.backends.for_service(model.service)
+        backend = self.backends.for_service(service, visitor_key)
         window = model.expected_window(spec.resolution)
         job = _Job(
             progress=Progress(
@@ -347,6 +390,16 @@ class JobRunner:
                 raise
             except WatchTimeoutError as exc:
                 await self._fail(job, JobState.TIMED_OUT, exc)
+            except TaskNotFoundError as exc:
+                if not backend.offline:
+                    await self._fail(job, JobState.FAILED, exc)
+                else:  # the in-process simulator starts empty with each run of the app
+                    await self._finish_quietly(
+                        job,
+                        JobState.FAILED,
+                        "The offline preview keeps no tasks across restarts: generate again.",
+                        kind="OfflinePreview",
+                    )
             except ImageServiceError as exc:
                 await self._fail(job, JobState.FAILED, exc)
             except DownloadError as exc:
@@ -410,10 +463,16 @@ class JobRunner:
 
     async def _keep(self, job: _Job, status: TaskStatus) -> tuple[Path, ...]:
         """Fetch every result now (provider URLs expire) and write it atomically, tagged."""
+        # A resumed job may have kept some results before the restart: never fetch them twice
+        # (the provider's link may have expired since).
+        kept = await asyncio.to_thread(self._kept_results, job.progress.job_id)
         files = []
         created = datetime.fromtimestamp(job.progress.created_at, UTC)
         folder = self.outputs_dir / owner_folder(job.owner) / created.strftime("%Y-%m-%d")
         for index, image in enumerate(status.images, start=1):
+            if index in kept:
+                files.append(kept[index])
+                continue
             try:
                 fetched = await self.fetcher.fetch(image.location)
             except DownloadError as exc:
@@ -449,6 +508,11 @@ class JobRunner:
             )
             files.append(path)
         return tuple(files)
+
+    def _kept_results(self, job_id: str) -> dict[int, Path]:
+        row = self.ledger.job(job_id)
+        results = row.results if row else ()
+        return {r.idx: Path(r.path) for r in results if r.path and Path(r.path).is_file()}
 
     # ---- endings ------------------------------------------------------------------------------
 

@@ -116,6 +116,17 @@ def save_atomically(folder: Path, filename: str, data: bytes) -> Path:
     return final
 
 
+def remove_partial_files(root: Path) -> int:
+    """Delete the temporary files that `save_atomically` leaves when the process dies between
+    its write and its rename; returns how many. Run at start-up, before any new save."""
+    removed = 0
+    for path in Path(root).rglob(".*.part"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
 def result_filename(
     created: datetime, model: str, prompt: str, task_id: str, index: int, extension: str
 ) -> str:

@@ -950,3 +950,32 @@ async def test_gempix2_data_uri_results(make_env: MakeEnv, by_config: bool) -> N
     assert image_field.startswith(prefix)
     image = Image.open(io.BytesIO(base64.b64decode(image_field[len(prefix) :])))
     assert (image.format, image.size) == ("PNG", (1024, 1024))
+
+
+# -- introspection ---------------------------------------------------------------------------
+
+
+async def test_stats_counts_submit_posts_and_reports_task_states(make_env: MakeEnv) -> None:
+    clock = FakeClock()
+    env = await make_env(SimulatorConfig(time_scale=1.0), clock=clock)
+    anonymous = httpx.AsyncClient(transport=httpx.ASGITransport(app=env.sim.app), base_url=BASE)
+    try:
+        empty = await anonymous.get("/_simulator/stats")  # no Authorization header needed
+        assert empty.status_code == 200
+        assert empty.json() == {"submissions": 0, "tasks": {}}
+        nb_task = await nb_submit(env.client)
+        gp_task = await gp_submit(env.client)
+        refused = await env.client.post(NB_SUBMIT, content=b"not json")  # received, no task
+        assert refused.status_code == 400
+        await gp_query(env.client, gp_task)  # status reads are not submissions
+        stats = (await anonymous.get("/_simulator/stats")).json()
+        assert stats == {
+            "submissions": 3,
+            "tasks": {nb_task: "pending", gp_task: "pending"},
+        }
+        clock.advance(1000)
+        stats = (await anonymous.get("/_simulator/stats")).json()
+        assert stats["tasks"] == {nb_task: "success", gp_task: "success"}
+        assert stats["submissions"] == 3
+    finally:
+        await anonymous.aclose()

@@ -8,6 +8,9 @@ error shapes and Bearer auth, plus the rendered results:
     POST /api/v1/generateTask/nano-banana-pro    Nano Banana Pro submit
     GET  /api/v1/statusTask/nano-banana-pro?taskId=...
     GET  /files/{name}                           result images (no auth, like a CDN URL)
+    GET  /_simulator/stats                       {"submissions": <submit POSTs received>,
+                                                 "tasks": {task_id: state}} (no auth; lets a
+                                                 test count POSTs from another process)
 
 Use it in-process through httpx.ASGITransport (no lifespan events needed) or standalone with
 `python -m providers.simulator --port 8900`.

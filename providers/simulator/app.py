@@ -32,6 +32,7 @@ GEMPIX2_STATUS = "/api/task/query"
 APIXO_SUBMIT = "/api/v1/generateTask/nano-banana-pro"
 APIXO_STATUS = "/api/v1/statusTask/nano-banana-pro"
 FILES = "/files/{name}"
+STATS = "/_simulator/stats"
 
 # Results stay downloadable as long as the real apixo promises (15 days).
 _FILE_CACHE_CONTROL = "public, max-age=1296000, immutable"
@@ -220,6 +221,17 @@ class _Routes:
             headers={"Cache-Control": _FILE_CACHE_CONTROL},
         )
 
+    # -- introspection -----------------------------------------------------------------------
+
+    async def stats(self, request: Request) -> Response:
+        """Counts for tests that watch the simulator from another process (no auth)."""
+        return JSONResponse(
+            {
+                "submissions": len(self.sim.submissions),
+                "tasks": {task_id: task.state for task_id, task in self.sim.tasks.items()},
+            }
+        )
+
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods answer JSON in the shape of the service asked."""
@@ -241,6 +253,7 @@ def build_app(sim: Simulator) -> Starlette:
             Route(APIXO_SUBMIT, routes.apixo_submit, methods=["POST"]),
             Route(APIXO_STATUS, routes.apixo_status, methods=["GET"]),
             Route(FILES, routes.file, methods=["GET"]),
+            Route(STATS, routes.stats, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error},
     )
