@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -21,8 +22,16 @@ from providers.errors import (
 from providers.types import TaskState, TaskStatus
 from providers.watch import PollSchedule, watch_task
 
-# The default schedule: window (20, 30), first check at 2 s, brisk from 19 s (lead 1 s).
-SCHEDULE = PollSchedule()
+# The schedule below: window (20, 30), first check at 2 s, brisk from 19 s (settle -1 s).
+# The shape is tested on explicit numbers, apart from the tuned defaults.
+SCHEDULE = PollSchedule(
+    window=(20.0, 30.0),
+    first_check=2.0,
+    quiet_interval=30.0,
+    near_interval=1.5,
+    late_interval=3.0,
+    settle=-1.0,
+)
 
 
 def status(state: TaskState, task_id: str = "task_1") -> TaskStatus:
@@ -70,7 +79,7 @@ async def collect(source: ScriptedSource, clock: FakeClock, **kwargs) -> list[Ta
     [
         (0.0, 2.0),  # first check catches fast failures
         (1.5, 0.5),
-        (2.0, 17.0),  # quiet until the window (20 s) minus the lead (1 s)
+        (2.0, 17.0),  # quiet until the window (20 s) less 1 s
         (10.0, 9.0),
         (18.9, pytest.approx(0.1)),
         (19.0, 1.5),  # near: brisk inside the window
@@ -85,14 +94,14 @@ def test_next_delay_shape(elapsed, delay):
 
 
 def test_quiet_phase_is_capped_by_quiet_interval():
-    schedule = PollSchedule(window=(100.0, 130.0))
+    schedule = replace(SCHEDULE, window=(100.0, 130.0))
     assert schedule.next_delay(2.0) == 30.0
     assert schedule.next_delay(32.0) == 30.0
     assert schedule.next_delay(80.0) == 19.0  # up to 99 s, where the brisk phase starts
 
 
 def test_window_opening_before_the_first_check():
-    schedule = PollSchedule(window=(1.0, 5.0))
+    schedule = replace(SCHEDULE, window=(1.0, 5.0))
     assert schedule.next_delay(0.0) == 2.0
     assert schedule.next_delay(2.0) == 1.5
     assert schedule.next_delay(5.0) == 3.0
@@ -100,7 +109,7 @@ def test_window_opening_before_the_first_check():
 
 def test_late_polls_never_wait_more_than_three_seconds():
     for window in [(8.0, 20.0), (20.0, 30.0), (30.0, 45.0), (45.0, 60.0)]:
-        schedule = PollSchedule(window=window)
+        schedule = replace(SCHEDULE, window=window)
         for elapsed in range(int(window[1]), 900, 7):
             assert 0 < schedule.next_delay(float(elapsed)) <= 3.0
 
@@ -121,7 +130,7 @@ def test_scaled_schedule(factor):
     assert scaled.quiet_interval == pytest.approx(30.0 * factor)
     assert scaled.near_interval == pytest.approx(1.5 * factor)
     assert scaled.late_interval == pytest.approx(3.0 * factor)
-    assert scaled.lead == pytest.approx(1.0 * factor)
+    assert scaled.settle == pytest.approx(-1.0 * factor)
     for elapsed in [0.0, 1.0, 2.0, 10.0, 19.0, 25.0, 30.0, 100.0]:
         expected = SCHEDULE.next_delay(elapsed) * factor
         assert scaled.next_delay(elapsed * factor) == pytest.approx(expected)
