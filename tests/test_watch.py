@@ -310,3 +310,17 @@ async def test_watch_a_real_client_to_success(fake_service, fake_clock):
     assert seen[-1].images[0].location == "https://r2.apixo.ai/image.png"
     assert len(fake.requests) == 4  # the 500 was retried by the transport
     assert all(r.url.params["taskId"] == "task_12345678" for r in fake.requests)
+
+
+async def test_a_retry_after_handed_back_holds_the_next_read(fake_clock):
+    # The transport gives up on a Retry-After longer than its budget; the loop must then wait
+    # at least that long instead of asking again on its brisk schedule.
+    source = ScriptedSource(
+        fake_clock,
+        RUNNING,
+        RateLimitedError("slow down", retry_after=45.0),
+        SUCCEEDED,
+    )
+    seen = await collect(source, fake_clock)
+    assert [s.state for s in seen] == [TaskState.RUNNING, TaskState.SUCCEEDED]
+    assert source.read_times == [2.0, 19.0, 64.0]
