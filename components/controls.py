@@ -23,6 +23,7 @@ class Controls:
     references: gr.File
     reference_preview: gr.Gallery
     reference_urls: gr.Textbox
+    settings_box: gr.Column
     aspect_ratio: gr.Dropdown
     resolution: gr.Radio
     output_format: gr.Radio
@@ -81,7 +82,8 @@ def build_controls(key_notes: dict[str, str]) -> Controls:
         max_lines=5,
         elem_id="reference-urls",
     )
-    with gr.Row():
+    settings_box = gr.Column(visible=_takes_settings(spec), elem_id="settings")
+    with settings_box, gr.Row():
         aspect = gr.Dropdown(
             choices=list(spec.aspect_ratios),
             value=spec.default_aspect_ratio,
@@ -96,7 +98,7 @@ def build_controls(key_notes: dict[str, str]) -> Controls:
             visible=spec.takes_resolution,
             elem_id="resolution",
         )
-    with gr.Row():
+    with settings_box, gr.Row():
         output_format = gr.Radio(
             choices=list(spec.output_formats),
             value=spec.default_output_format,
@@ -140,6 +142,7 @@ def build_controls(key_notes: dict[str, str]) -> Controls:
         references,
         preview,
         urls,
+        settings_box,
         aspect,
         resolution,
         output_format,
@@ -150,6 +153,15 @@ def build_controls(key_notes: dict[str, str]) -> Controls:
         defapi_key,
         apixo_key,
     )
+
+
+def _takes_settings(spec: ModelSpec) -> bool:
+    return spec.takes_aspect_ratio or spec.takes_resolution or spec.takes_output_format
+
+
+def settings_visibility(model_id: str) -> dict:
+    """Hide the settings box when the model takes none (it would leave an empty gap)."""
+    return gr.update(visible=_takes_settings(model_spec(model_id)))
 
 
 def _keep(value: str | None, allowed: tuple[str, ...], default: str | None) -> str | None:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import gradio as gr
 
-from components.controls import VARIANTS_MAX, reshape
+from components.controls import VARIANTS_MAX, reshape, settings_visibility
 from providers.capabilities import MODELS, Service, model_spec
 from providers.errors import ImageServiceError
 from studio.jobs import JobRunner, JobSpec
@@ -75,7 +75,12 @@ def on_model_change(
     files: Sequence[Any] | None,
 ) -> tuple[Any, ...]:
     kept = trim_references(model, files)
-    return (*reshape(model, aspect, resolution, output_format, routing), kept, kept)
+    return (
+        *reshape(model, aspect, resolution, output_format, routing),
+        kept,
+        kept,
+        settings_visibility(model),
+    )
 
 
 def trim_references(model: str, files: Sequence[Any] | None) -> list[str]:

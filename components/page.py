@@ -176,6 +176,7 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
             c.routing,
             c.references,
             c.reference_preview,
+            c.settings_box,
         ],
         api_name="reshape",
         **private,

@@ -40,23 +40,23 @@ class ImageServiceError(Exception):
         self.task_id = task_id
         self.status_code = status_code
 
-    def user_message(self) -> str:
-        """A plain sentence for the status line."""
+    def user_message(self, *, with_task: bool = True) -> str:
+        """A plain sentence for the user; `with_task=False` leaves the task id to the caller."""
         return f"The image service had a problem: {self.message}"
 
-    def _task_suffix(self) -> str:
-        return f" (task {self.task_id})" if self.task_id else ""
+    def _task_suffix(self, show: bool = True) -> str:
+        return f" (task {self.task_id})" if show and self.task_id else ""
 
 
 class RequestRejected(ImageServiceError):
     """The service refused the request; no task ran."""
 
-    def user_message(self) -> str:
-        return f"The service refused the request: {self.message}{self._task_suffix()}"
+    def user_message(self, *, with_task: bool = True) -> str:
+        return f"The service refused the request: {self.message}{self._task_suffix(with_task)}"
 
 
 class AuthenticationError(RequestRejected):
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return (
             f"The {self.provider or 'image'} service did not accept the API key: "
             "check your API key (it may be missing, mistyped or expired)."
@@ -64,12 +64,12 @@ class AuthenticationError(RequestRejected):
 
 
 class BadRequestError(RequestRejected):
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return f"The service rejected the request: {self.message}"
 
 
 class InsufficientCreditsError(RequestRejected):
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return (
             f"Your {self.provider or 'service'} account does not have enough credits "
             "for this image: top up and try again."
@@ -81,18 +81,18 @@ class RateLimitedError(RequestRejected):
         super().__init__(message, **context)
         self.retry_after = retry_after
 
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         wait = (
             f"wait {self.retry_after:.0f} s and try again"
             if self.retry_after is not None
             else "wait a moment and try again"
         )
-        return f"The service is rate-limiting requests: {wait}{self._task_suffix()}."
+        return f"The service is rate-limiting requests: {wait}{self._task_suffix(with_task)}."
 
 
 class TaskNotFoundError(RequestRejected):
-    def user_message(self) -> str:
-        return f"The service does not know this task{self._task_suffix()}."
+    def user_message(self, *, with_task: bool = True) -> str:
+        return f"The service does not know this task{self._task_suffix(with_task)}."
 
 
 class ServiceError(ImageServiceError):
@@ -100,23 +100,23 @@ class ServiceError(ImageServiceError):
         super().__init__(message, **context)
         self.retry_after = retry_after
 
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         code = f" (HTTP {self.status_code})" if self.status_code else ""
         return (
             f"The {self.provider or 'image'} service had an internal error{code}"
-            f"{self._task_suffix()}: try again in a moment."
+            f"{self._task_suffix(with_task)}: try again in a moment."
         )
 
 
 class ServiceUnreachableError(ImageServiceError):
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return f"Could not reach the {self.provider or 'image'} service: {self.message}"
 
 
 class WatchTimeoutError(ImageServiceError):
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return (
-            f"The task did not finish in time{self._task_suffix()}; it may still finish "
+            f"The task did not finish in time{self._task_suffix(with_task)}; it may still finish "
             "on the service."
         )
 
@@ -125,7 +125,7 @@ class SubmissionOutcomeUnknown(ImageServiceError):
     """The POST may have reached the service. It is never resent automatically:
     neither API has an idempotency key, so a resend could start and bill a second task."""
 
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         known = (
             f" The service gave task id {self.task_id}."
             if self.task_id
@@ -144,22 +144,22 @@ class TaskFailed(ImageServiceError):
         super().__init__(message, **context)
         self.fail_code = fail_code
 
-    def user_message(self) -> str:
-        return f"The task failed{self._task_suffix()}: {self.message}"
+    def user_message(self, *, with_task: bool = True) -> str:
+        return f"The task failed{self._task_suffix(with_task)}: {self.message}"
 
 
 class ContentViolationError(TaskFailed):
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return (
             "The service declined the prompt or a reference image under its content policy"
-            f"{self._task_suffix()}: rephrase and try again."
+            f"{self._task_suffix(with_task)}: rephrase and try again."
         )
 
 
 class InvalidImageUrlError(TaskFailed):
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return (
-            f"The service could not fetch a reference image{self._task_suffix()}: "
+            f"The service could not fetch a reference image{self._task_suffix(with_task)}: "
             "make sure each reference is a public JPG, PNG or WebP under 10 MB."
         )
 
@@ -184,5 +184,5 @@ def task_failure(
 class InvalidRequestError(ImageServiceError):
     """The request does not fit the model; found before anything was sent."""
 
-    def user_message(self) -> str:
+    def user_message(self, *, with_task: bool = True) -> str:
         return self.message

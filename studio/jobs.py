@@ -518,10 +518,9 @@ class JobRunner:
 
     async def _fail(self, job: _Job, state: JobState, exc: Exception) -> None:
         if isinstance(exc, ImageServiceError):
-            message = exc.user_message()
+            # The status line and history show the task id on their own.
+            message = exc.user_message(with_task=False)
             kind = type(exc).__name__
-            if exc.task_id is None and job.progress.task_id:
-                message = f"{message} (task {job.progress.task_id})"
         else:
             message = "An unexpected error stopped this job; it has been logged."
             kind = "InternalError"

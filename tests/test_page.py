@@ -124,9 +124,10 @@ def test_model_change_trims_the_references_too(tmp_path: Path) -> None:
     files = make_pngs(tmp_path, 5)
     with pytest.warns(UserWarning, match=r"removed e\.png"):
         updates = handlers.on_model_change(GEMPIX2, "16:9", "2K", "png", "auto", files)
-    assert len(updates) == 8
+    assert len(updates) == 9
     assert updates[2]["visible"] is False
-    assert updates[-2] == updates[-1] == files[:4]
+    assert updates[-3] == updates[-2] == files[:4]
+    assert updates[-1]["visible"] is False  # no settings left: the whole box hides
 
 
 # ---- layer 2: the validator --------------------------------------------------------------------

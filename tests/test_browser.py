@@ -1,0 +1,161 @@
+"""The real page in headless Chromium (Debian's /usr/bin/chromium), on the offline simulator.
+
+The browser may only reach the app on loopback: any other request is aborted and recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from app_server import IGNORE_GRADIO_PANDAS_WARNING, RunningApp, app_server_fixture
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, IGNORE_GRADIO_PANDAS_WARNING]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+TIMEOUT_MS = 30_000
+
+server = app_server_fixture()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must run the browser tests")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server: RunningApp) -> Iterator[object]:
+    """A fresh page on the app; fails the test if the page tried to reach another host."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+
+    def loopback_only(route) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", loopback_only)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server.url)
+    expect(page.locator("#model input[role=combobox]")).to_have_value("Nano Banana Pro")
+    yield page
+    context.close()
+    assert outside == [], f"the page requested outside hosts: {outside}"
+
+
+@pytest.fixture(scope="module")
+def reference_pngs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("browser-refs")
+    paths = []
+    for i, colour in enumerate([(220, 80, 60), (60, 120, 220)]):
+        path = folder / f"swatch-{i}.png"
+        Image.new("RGB", (96, 96), colour).save(path)
+        paths.append(path)
+    return paths
+
+
+def status_box(page):
+    return page.locator("#status textarea")
+
+
+def result_images(page):
+    return page.locator("#results img")
+
+
+def choose_model(page, label: str) -> None:
+    page.locator("#model input[role=combobox]").click()
+    page.get_by_role("option", name=label, exact=True).click()
+
+
+def set_variants(page, count: int) -> None:
+    box = page.locator("#variants input[type=number]")
+    box.fill(str(count))
+    box.press("Enter")
+
+
+def test_gempix2_with_references_shows_results(page, reference_pngs: list[Path]) -> None:
+    from playwright.sync_api import expect
+
+    assert page.locator("#aspect-ratio").is_visible()  # Nano Banana Pro takes an aspect ratio
+    choose_model(page, "GemPix2 (Nano Banana)")
+    expect(page.locator("#model input[role=combobox]")).to_have_value("GemPix2 (Nano Banana)")
+    expect(page.locator("#aspect-ratio")).to_be_hidden()
+    expect(page.locator("#references")).to_contain_text("up to 4")
+
+    page.locator("#references input[type=file]").set_input_files([str(p) for p in reference_pngs])
+    for path in reference_pngs:  # listed as "swatch-0 .png": name and extension apart
+        expect(page.locator("#references")).to_contain_text(path.stem)
+    page.locator("#prompt textarea").fill("a watercolour blend of the two swatches")
+    set_variants(page, 2)
+    page.locator("#generate").click()
+
+    expect(result_images(page)).to_have_count(2)
+    expect(status_box(page)).to_have_value(re.compile(r"#2 GemPix2.*: done"), timeout=TIMEOUT_MS)
+    status = status_box(page).input_value()
+    assert "Offline preview" in status
+    assert status.count(": done") == 2, status
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    with Image.open(SCREENSHOT) as shot:
+        assert shot.width >= 1280 and shot.height >= 900
+
+
+def test_ctrl_enter_in_prompt_generates(page) -> None:
+    from playwright.sync_api import expect
+
+    prompt = page.locator("#prompt textarea")
+    prompt.fill("a paper boat on a puddle")
+    prompt.press("Control+Enter")
+
+    expect(result_images(page)).to_have_count(1)
+    expect(status_box(page)).to_have_value(re.compile(r"#1 Nano Banana Pro: done"))
+    assert prompt.input_value() == "a paper boat on a puddle"  # no newline typed
+
+
+def test_stop_ends_a_task_that_never_finishes(page) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#prompt textarea").fill("a clock without hands [sim:never_finish]")
+    page.locator("#generate").click()
+    # Submitted and being watched: the status names the task and how long it has waited.
+    expect(status_box(page)).to_have_value(re.compile(r"#1 Nano Banana Pro: .*queued.*· task \S+"))
+    running = status_box(page).input_value()
+    assert "done" not in running and "stopped" not in running
+    task_id = re.search(r"· task (\S+)", running).group(1)
+
+    page.locator("#stop").click()
+    expect(status_box(page)).to_have_value(re.compile(r"#1 Nano Banana Pro: stopped"))
+    assert f"· task {task_id}" in status_box(page).input_value()
+    assert result_images(page).count() == 0
