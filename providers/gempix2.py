@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from providers.capabilities import Service
+from providers.client import ServiceClient
 from providers.errors import ServiceError
-from providers.transport import ServiceTransport, error_for_status, json_body, retry_after_of
+from providers.transport import error_for_status, json_body, retry_after_of
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
 PROVIDER = "GemPix2"
@@ -116,27 +117,13 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
     )
 
 
-class GemPix2Client:
+class GemPix2Client(ServiceClient):
     service = Service.GEMPIX2
     provider = PROVIDER
-
-    def __init__(self, transport: ServiceTransport) -> None:
-        self._transport = transport
-
-    async def submit(self, request: GenerationRequest) -> SubmittedTask:
-        # Parsing happens inside post_once: a 200 without a usable task id is an outcome unknown.
-        return await self._transport.post_once(
-            SUBMIT_PATH, build_submit_body(request), lambda r: parse_submit(read_response(r))
-        )
-
-    async def fetch_status(self, task_id: str) -> TaskStatus:
-        data = await self._transport.get_with_retry(
-            QUERY_PATH,
-            {"task_id": task_id},
-            lambda response: read_response(response, task_id=task_id),
-            task_id=task_id,
-        )
-        return parse_task(data)
-
-    def parse_callback(self, payload: dict[str, Any]) -> TaskStatus:
-        return parse_task(payload)
+    submit_path = SUBMIT_PATH
+    status_path = QUERY_PATH
+    task_param = "task_id"
+    build_submit_body = staticmethod(build_submit_body)
+    read_response = staticmethod(read_response)
+    parse_submit = staticmethod(parse_submit)
+    parse_task = staticmethod(parse_task)

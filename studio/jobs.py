@@ -100,6 +100,7 @@ class _Job:
     backend: Backend
     spec: JobSpec
     owner: str
+    resumed: bool = False  # taken up from the ledger rather than started here
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     task: asyncio.Task[None] | None = None
@@ -294,22 +295,12 @@ class JobRunner:
         )
         await self._publish(job, state=state, provider_state=provider_state, **changes)
 
-    async def _run(self, job: _Job) -> None:
-        job_id = job.progress.job_id
+    async def _run(self, job: _Job, submitted_at: float | None = None) -> None:
+        """Submit (unless the job has a task already), watch, keep; every ending is recorded."""
         try:
-            await asyncio.to_thread(self.ledger.mark_submitting, job_id)
-            await self._publish(job, state=JobState.SUBMITTING, provider_state="submitting")
-            submitted = await job.backend.client.submit(job.spec.request())
-            now = self.clock()
-            await asyncio.to_thread(self.ledger.set_task_id, job_id, submitted.task_id, now)
-            await self._publish(
-                job,
-                state=JobState.QUEUED,
-                task_id=submitted.task_id,
-                submitted_at=now,
-                provider_state="submitted",
-            )
-            await self._watch_and_keep(job, submitted_at=now)
+            if submitted_at is None:
+                submitted_at = await self._submit(job)
+            await self._watch_and_keep(job, submitted_at=submitted_at)
         except asyncio.CancelledError:
             await self._finish_quietly(job, *_stopped(job.progress.state))
             raise
@@ -317,13 +308,40 @@ class JobRunner:
             await self._fail(job, JobState.OUTCOME_UNKNOWN, exc)
         except WatchTimeoutError as exc:
             await self._fail(job, JobState.TIMED_OUT, exc)
+        except TaskNotFoundError as exc:
+            if job.resumed and job.backend.offline:  # the simulator starts empty each run
+                await self._finish_quietly(
+                    job,
+                    JobState.FAILED,
+                    "The offline preview keeps no tasks across restarts: generate again.",
+                    kind="OfflinePreview",
+                )
+            else:
+                await self._fail(job, JobState.FAILED, exc)
         except ImageServiceError as exc:
             await self._fail(job, JobState.FAILED, exc)
         except DownloadError as exc:
             await self._fail_download(job, exc)
         except Exception as exc:  # a bug must still end the job visibly, never silently
-            log.exception("job %s crashed", job_id)
+            log.exception("job %s crashed", job.progress.job_id)
             await self._fail(job, JobState.FAILED, exc)
+
+    async def _submit(self, job: _Job) -> float:
+        """Send the POST once; returns when it was answered."""
+        job_id = job.progress.job_id
+        await asyncio.to_thread(self.ledger.mark_submitting, job_id)
+        await self._publish(job, state=JobState.SUBMITTING, provider_state="submitting")
+        submitted = await job.backend.client.submit(job.spec.request())
+        now = self.clock()
+        await asyncio.to_thread(self.ledger.set_task_id, job_id, submitted.task_id, now)
+        await self._publish(
+            job,
+            state=JobState.QUEUED,
+            task_id=submitted.task_id,
+            submitted_at=now,
+            provider_state="submitted",
+        )
+        return now
 
     async def resume_unfinished(self) -> list[str]:
         """At start-up: clear half-written files, settle the ledger, and watch again every job
@@ -379,36 +397,14 @@ class JobRunner:
             backend=backend,
             spec=spec,
             owner=row.owner,
+            resumed=True,
         )
         self._jobs[row.job_id] = job
 
-        async def run() -> None:
-            try:
-                await self._watch_and_keep(job, submitted_at=row.submitted_at or row.created_at)
-            except asyncio.CancelledError:
-                await self._finish_quietly(job, *_stopped(job.progress.state))
-                raise
-            except WatchTimeoutError as exc:
-                await self._fail(job, JobState.TIMED_OUT, exc)
-            except TaskNotFoundError as exc:
-                if not backend.offline:
-                    await self._fail(job, JobState.FAILED, exc)
-                else:  # the in-process simulator starts empty with each run of the app
-                    await self._finish_quietly(
-                        job,
-                        JobState.FAILED,
-                        "The offline preview keeps no tasks across restarts: generate again.",
-                        kind="OfflinePreview",
-                    )
-            except ImageServiceError as exc:
-                await self._fail(job, JobState.FAILED, exc)
-            except DownloadError as exc:
-                await self._fail_download(job, exc)
-            except Exception as exc:
-                log.exception("resumed job %s crashed", row.job_id)
-                await self._fail(job, JobState.FAILED, exc)
-
-        job.task = asyncio.create_task(run(), name=f"job-{row.job_id}")
+        job.task = asyncio.create_task(
+            self._run(job, submitted_at=row.submitted_at or row.created_at),
+            name=f"job-{row.job_id}",
+        )
         return row.job_id
 
     async def _watch_and_keep(self, job: _Job, *, submitted_at: float) -> None:
