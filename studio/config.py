@@ -12,6 +12,7 @@ from providers.capabilities import Service
 from providers.settings import ServiceConfig, service_configs
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,14 @@ def public_url_from_env(env: Mapping[str, str]) -> str | None:
 def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
     env = os.environ if environ is None else environ
     multi = env.get("MULTI_USER", "").lower()
+    # Shared unless explicitly single-user: on a Space, or when listening beyond this machine.
+    listens_publicly = (env.get("GRADIO_SERVER_NAME") or "127.0.0.1") not in _LOOPBACK_NAMES
     return AppConfig(
         data_dir=default_data_dir(env),
         services=service_configs(env),
         public_url=public_url_from_env(env),
-        multi_user=multi in ("1", "true", "yes") or (multi == "" and bool(env.get("SPACE_ID"))),
+        multi_user=multi in ("1", "true", "yes")
+        or (multi == "" and (bool(env.get("SPACE_ID")) or listens_publicly)),
         simulator_time_scale=float(env.get("SIMULATOR_TIME_SCALE") or 0.25),
         watch_deadline=float(env.get("WATCH_DEADLINE") or 600),
         concurrency_limit=int(env["CONCURRENCY_LIMIT"]) if env.get("CONCURRENCY_LIMIT") else None,
