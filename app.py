@@ -12,9 +12,13 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-# Gradio must not phone home; set before gradio is imported anywhere.
+from studio.config import AppConfig, default_data_dir, load_config
+
+# Set before gradio is imported anywhere: it must not phone home, and its file cache belongs in
+# the data folder with everything else the app writes.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_TEMP_DIR", str(default_data_dir(os.environ) / "cache"))
 
 import gradio as gr
 from fastapi import FastAPI, HTTPException
@@ -24,7 +28,6 @@ from components.handlers import Studio
 from components.page import CSS, SHORTCUT_JS, Page, build_page
 from providers.registry import PROVIDER_NAMES
 from studio.backends import Backends
-from studio.config import AppConfig, load_config
 from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner
 from studio.ledger import Ledger

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Gradio must not phone home in tests: set before anything imports it.
 for _name, _value in {
@@ -13,6 +14,8 @@ for _name, _value in {
     "no_proxy": "localhost,127.0.0.1",
 }.items():
     os.environ[_name] = _value
+# Gradio's file cache goes to a folder of the test run's own, not the project's data folder.
+os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="image-studio-tests-")
 for _name in ("DEFAPI_API_KEY", "APIXO_API_KEY", "PUBLIC_URL", "SPACE_HOST", "SPACE_ID"):
     os.environ.pop(_name, None)  # tests never use real keys or a real public address
 
