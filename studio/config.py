@@ -61,11 +61,16 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 
 
 def public_url_from_env(env: Mapping[str, str]) -> str | None:
-    """`PUBLIC_URL`, else the first of `SPACE_HOST` on Hugging Face Spaces."""
-    if env.get("PUBLIC_URL"):
-        return env["PUBLIC_URL"].strip().rstrip("/")
-    host = (env.get("SPACE_HOST") or "").split(",")[0].strip()
-    return f"https://{host}" if host else None
+    """`PUBLIC_URL`, else the first of `SPACE_HOST` on Hugging Face Spaces, else None.
+
+    A private Space is not fetchable by the services even though SPACE_HOST is set; set
+    PUBLIC_URL to a reachable address in that case.
+    """
+    public = (env.get("PUBLIC_URL") or "").strip().rstrip("/")
+    if public:
+        return public
+    hosts = [h.strip() for h in (env.get("SPACE_HOST") or "").split(",") if h.strip()]
+    return f"https://{hosts[0]}" if hosts else None
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:

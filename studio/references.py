@@ -33,7 +33,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -426,22 +426,6 @@ class ReferenceHost:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
-
-
-def public_base_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """The app's public URL: PUBLIC_URL, else the Hugging Face SPACE_HOST, else None.
-
-    A private Space is not fetchable by the services even though SPACE_HOST is set; set
-    PUBLIC_URL to a reachable address in that case.
-    """
-    env = os.environ if environ is None else environ
-    public = env.get("PUBLIC_URL", "").strip().rstrip("/")
-    if public:
-        return public
-    hosts = [h.strip() for h in env.get("SPACE_HOST", "").split(",") if h.strip()]
-    if hosts:
-        return f"https://{hosts[0]}"
-    return None
 
 
 def check_reference_url(url: str) -> str:

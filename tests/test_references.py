@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 
+from studio.config import public_url_from_env
 from studio.netguard import UnsafeUrlError
 from studio.references import (
     BadReferenceError,
@@ -21,7 +22,6 @@ from studio.references import (
     check_reference_url,
     deduplicate,
     prepare_reference,
-    public_base_url_from_env,
 )
 
 # --- builders -------------------------------------------------------------------------------
@@ -513,7 +513,7 @@ def test_without_public_url_references_are_data_uris(
     ],
 )
 def test_public_base_url_from_env(environ: dict[str, str], expected: str | None) -> None:
-    assert public_base_url_from_env(environ) == expected
+    assert public_url_from_env(environ) == expected
 
 
 # --- pasted URLs ----------------------------------------------------------------------------
