@@ -6,6 +6,7 @@ simulator (an offline preview with placeholder images).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -51,10 +52,20 @@ class App:
         resumed = await self.runner.resume_unfinished()
         if resumed:
             log.info("took up %d unfinished job(s) from the ledger", len(resumed))
+        sweeper = asyncio.create_task(self.sweep_references())
         yield
+        sweeper.cancel()
         await self.runner.close()
         await self.backends.aclose()
         self.ledger.close()
+
+    async def sweep_references(self, every: float = 600.0) -> None:
+        """Delete expired reference files now and then (their URLs no longer resolve)."""
+        while True:
+            removed = await asyncio.to_thread(self.studio.reference_host.sweep)
+            if removed:
+                log.info("removed %d expired reference file(s)", removed)
+            await asyncio.sleep(every)
 
     def serve_reference(self, name: str) -> FileResponse:
         """Prepared reference images, by unguessable expiring name, for the services to fetch."""
