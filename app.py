@@ -22,13 +22,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_TEMP_DIR", str(default_data_dir(os.environ) / "cache"))
 
 import gradio as gr
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
 
 from components.handlers import Studio
 from components.page import CSS, SHORTCUT_JS, Page, build_page
 from providers.registry import PROVIDER_NAMES
 from studio.backends import Backends
+from studio.callbacks import CALLBACK_PATH
 from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
@@ -67,6 +68,16 @@ class App:
                 log.info("removed %d expired reference file(s)", removed)
             await asyncio.sleep(every)
 
+    async def receive_callback(self, job_id: str, token: str, request: Request) -> JSONResponse:
+        """A service's callback: it only wakes the job's watcher, which re-reads the status."""
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        woken = await self.runner.receive_callback(job_id, token, payload)
+        # The same answer either way: a caller learns nothing about which jobs exist.
+        return JSONResponse({"received": True}, headers={"X-Woken": "1" if woken else "0"})
+
     def serve_reference(self, name: str) -> FileResponse:
         """Prepared reference images, by unguessable expiring name, for the services to fetch."""
         path = self.studio.reference_host.resolve(name)
@@ -90,6 +101,7 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         fetcher=fetcher,
         outputs_dir=config.outputs_dir,
         deadline=config.watch_deadline,
+        public_url=config.public_url,
     )
     studio = Studio(
         runner=runner,
@@ -128,6 +140,7 @@ def launch(app: App, **overrides: object) -> None:
     options.update(overrides)
     app.page.demo.launch(**options)  # type: ignore[arg-type]
     app.page.demo.app.add_api_route("/refs/{name}", app.serve_reference, methods=["GET"])
+    app.page.demo.app.add_api_route(CALLBACK_PATH, app.receive_callback, methods=["POST"])
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from providers.capabilities import Service, model_spec, request_problems
 from providers.errors import (
@@ -32,6 +33,7 @@ from providers.registry import schedule_for
 from providers.types import GenerationRequest, TaskState, TaskStatus
 from providers.watch import watch_task
 from studio.backends import Backend, Backends
+from studio.callbacks import accepts_callback, callback_url
 from studio.downloads import DownloadError, ResultFetcher
 from studio.ledger import RECHECKABLE_STATES, JobRow, JobState, Ledger, NewJob
 from studio.metadata import (
@@ -74,7 +76,7 @@ class JobSpec:
             routing=self.routing,
         )
 
-    def request(self) -> GenerationRequest:
+    def request(self, callback_url: str | None = None) -> GenerationRequest:
         return GenerationRequest(
             model=self.model,
             prompt=self.prompt,
@@ -83,6 +85,7 @@ class JobSpec:
             resolution=self.resolution,
             output_format=self.output_format,
             routing=self.routing,
+            callback_url=callback_url,
         )
 
     def params(self) -> dict[str, object]:
@@ -100,6 +103,7 @@ class _Job:
     backend: Backend
     spec: JobSpec
     owner: str
+    callback_token: str = ""
     resumed: bool = False  # taken up from the ledger rather than started here
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -117,6 +121,7 @@ class JobRunner:
         fetcher: ResultFetcher,
         outputs_dir: Path,
         deadline: float = 600.0,
+        public_url: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backends = backends
@@ -124,6 +129,7 @@ class JobRunner:
         self.fetcher = fetcher
         self.outputs_dir = outputs_dir
         self.deadline = deadline
+        self.public_url = public_url
         self.clock = clock
         self._jobs: dict[str, _Job] = {}
         self._closing = False  # shutting down: leave each job's ledger row for the restart
@@ -221,6 +227,16 @@ class JobRunner:
             if job.progress.is_active:  # cancelled before its first step: nothing ran
                 await self._finish_quietly(job, *_stopped(job.progress.state))
 
+    async def receive_callback(self, job_id: str, token: str, payload: Any) -> bool:
+        """A service called back for `job_id`: wake its watcher if the call is genuine."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        row = await asyncio.to_thread(self.ledger.job, job_id)
+        if not accepts_callback(row, token, payload, job.backend.client.parse_callback):
+            return False
+        return self.wake(job_id)
+
     def wake(self, job_id: str) -> bool:
         """Read the job's status now (a callback arrived). False when no such job is watched."""
         job = self._jobs.get(job_id)
@@ -273,7 +289,13 @@ class JobRunner:
             created_at=row.created_at,
             expected_seconds=(window[0] * backend.time_scale, window[1] * backend.time_scale),
         )
-        job = _Job(progress=progress, backend=backend, spec=spec, owner=owner)
+        job = _Job(
+            progress=progress,
+            backend=backend,
+            spec=spec,
+            owner=owner,
+            callback_token=row.callback_token,
+        )
         self._jobs[job_id] = job
         return job
 
@@ -331,7 +353,12 @@ class JobRunner:
         job_id = job.progress.job_id
         await asyncio.to_thread(self.ledger.mark_submitting, job_id)
         await self._publish(job, state=JobState.SUBMITTING, provider_state="submitting")
-        submitted = await job.backend.client.submit(job.spec.request())
+        # With a public address, the service calls back when the task ends: the watcher then
+        # reads the status at once instead of waiting for its next scheduled poll.
+        hook = (
+            callback_url(self.public_url, job_id, job.callback_token) if self.public_url else None
+        )
+        submitted = await job.backend.client.submit(job.spec.request(hook))
         now = self.clock()
         await asyncio.to_thread(self.ledger.set_task_id, job_id, submitted.task_id, now)
         await self._publish(
@@ -397,6 +424,7 @@ class JobRunner:
             backend=backend,
             spec=spec,
             owner=row.owner,
+            callback_token=row.callback_token,
             resumed=True,
         )
         self._jobs[row.job_id] = job

@@ -1,0 +1,40 @@
+"""Service callbacks: a hint to read the task's status now, never proof of its outcome.
+
+Neither service signs its callbacks, so a callback only wakes the job's watcher, which then
+reads the status from the service itself. Each job's callback URL carries a secret token of
+its own; a request without the right token is ignored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from providers.types import TaskStatus
+from studio.ledger import JobRow
+
+CALLBACK_PATH = "/callbacks/{job_id}/{token}"
+
+
+def callback_url(public_url: str, job_id: str, token: str) -> str:
+    return public_url.rstrip("/") + CALLBACK_PATH.format(job_id=job_id, token=token)
+
+
+def accepts_callback(
+    row: JobRow | None,
+    token: str,
+    payload: Any,
+    parse: Callable[[dict[str, Any]], TaskStatus],
+) -> bool:
+    """Whether a callback for `row` should wake its watcher: the token matches (compared in
+    constant time) and the body parses as a status of the job's own task."""
+    if row is None or not secrets.compare_digest(row.callback_token, token):
+        return False
+    if not isinstance(payload, dict):
+        return False
+    try:
+        status = parse(payload)
+    except Exception:  # a body we cannot read is no reason to read the status early
+        return False
+    return row.task_id is None or status.task_id in ("", row.task_id)
