@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from studio.ledger import JobState
-
-ACTIVE = frozenset(
-    {JobState.RECORDED, JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.SAVING}
-)
+from studio.ledger import ACTIVE_STATES, JobState
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class Progress:
 
     @property
     def is_active(self) -> bool:
-        return self.state in ACTIVE
+        return self.state in ACTIVE_STATES
 
     def evolve(self, **changes: object) -> Progress:
         return replace(self, **changes)  # type: ignore[arg-type]
