@@ -48,8 +48,21 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+# Slow enough (a 1K task takes 4-6 s) to reload the page while a task runs.
+slow_server = app_server_fixture({"SIMULATOR_TIME_SCALE": "0.2"})
+
+
 @pytest.fixture
 def page(browser, server: RunningApp) -> Iterator[object]:
+    yield from open_page(browser, server)
+
+
+@pytest.fixture
+def slow_page(browser, slow_server: RunningApp) -> Iterator[object]:
+    yield from open_page(browser, slow_server)
+
+
+def open_page(browser, server: RunningApp) -> Iterator[object]:
     """A fresh page on the app; fails the test if the page tried to reach another host."""
     from playwright.sync_api import expect
 
@@ -159,3 +172,18 @@ def test_stop_ends_a_task_that_never_finishes(page) -> None:
     expect(status_box(page)).to_have_value(re.compile(r"#1 Nano Banana Pro: stopped"))
     assert f"· task {task_id}" in status_box(page).input_value()
     assert result_images(page).count() == 0
+
+
+def test_a_reload_mid_task_reattaches_and_the_image_arrives(slow_page) -> None:
+    from playwright.sync_api import expect
+
+    page = slow_page
+    page.locator("#prompt textarea").fill("a lantern on a pier at night")
+    page.locator("#generate").click()
+    expect(status_box(page)).to_have_value(re.compile(r"#1 Nano Banana Pro: .*· task \S+"))
+    task_id = re.search(r"· task (\S+)", status_box(page).input_value()).group(1)
+    assert result_images(page).count() == 0
+
+    page.reload()  # the old page's stream is gone; the job goes on in the server
+    expect(status_box(page)).to_have_value(re.compile(rf"done in .*· task {re.escape(task_id)}"))
+    expect(result_images(page)).to_have_count(1)
