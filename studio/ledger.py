@@ -340,6 +340,19 @@ def _stored_source(source_url: str) -> str:
 # --- the ledger ---------------------------------------------------------------------------------
 
 
+@contextmanager
+def _transaction(conn: sqlite3.Connection, *, write: bool) -> Iterator[sqlite3.Connection]:
+    """BEGIN (IMMEDIATE for writes: take the write lock up front), COMMIT, or ROLLBACK."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 class Ledger:
     """The job ledger in one SQLite file. Thread-safe; every method is short and synchronous."""
 
@@ -397,8 +410,7 @@ class Ledger:
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
         while True:
-            conn.execute("BEGIN IMMEDIATE")  # re-read the version under the write lock
-            try:
+            with _transaction(conn, write=True):  # re-read the version under the write lock
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise LedgerError(
@@ -406,24 +418,17 @@ class Ledger:
                         f"{SCHEMA_VERSION}: update the app"
                     )
                 if version == SCHEMA_VERSION:
-                    conn.execute("COMMIT")
                     return
                 for statement in _MIGRATIONS[version]:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version + 1}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
     @staticmethod
     def _sync_search_index(conn: sqlite3.Connection, wanted: bool | None) -> bool:
         available = wanted is not False and fts5_trigram_available(conn)
         if wanted and not available:
             raise LedgerError("this SQLite build has no FTS5 trigram tokenizer")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn, write=True):
             has_triggers = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?",
                 (_FTS_TRIGGER,),
@@ -436,11 +441,6 @@ class Ledger:
                 # is rebuilt by the next connection that has FTS5.
                 for name in _FTS_TRIGGERS:
                     conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return available
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -452,16 +452,8 @@ class Ledger:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._require_open()
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._lock, _transaction(self._require_open(), write=write) as conn:
+            yield conn
 
     @staticmethod
     def _job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
