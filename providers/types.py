@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -70,7 +70,6 @@ class TaskStatus:
     created_at: datetime | None = None
     completed_at: datetime | None = None
     cost_seconds: float | None = None
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_terminal(self) -> bool:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -276,10 +275,8 @@ class JobRunner:
                     "key_source": key_source,
                 },
                 reference_hashes=spec.reference_hashes,
-                callback_token=secrets.token_urlsafe(24),
             ),
         )
-        window = model.expected_window(spec.resolution)
         progress = Progress(
             job_id=job_id,
             variant=variant,
@@ -287,7 +284,7 @@ class JobRunner:
             state=JobState.RECORDED,
             offline=backend.offline,
             created_at=row.created_at,
-            expected_seconds=(window[0] * backend.time_scale, window[1] * backend.time_scale),
+            expected_seconds=_expected_seconds(spec, backend),
         )
         job = _Job(
             progress=progress,
@@ -407,7 +404,6 @@ class JobRunner:
         )
         model = model_spec(row.model)
         backend = self.backends.for_service(service, visitor_key)
-        window = model.expected_window(spec.resolution)
         job = _Job(
             progress=Progress(
                 job_id=row.job_id,
@@ -419,7 +415,7 @@ class JobRunner:
                 offline=backend.offline,
                 created_at=row.created_at,
                 submitted_at=row.submitted_at,
-                expected_seconds=(window[0] * backend.time_scale, window[1] * backend.time_scale),
+                expected_seconds=_expected_seconds(spec, backend),
             ),
             backend=backend,
             spec=spec,
@@ -574,6 +570,12 @@ class JobRunner:
                 )
             )
         await self._publish(job, state=state, message=message, finished_at=self.clock())
+
+
+def _expected_seconds(spec: JobSpec, backend: Backend) -> tuple[float, float]:
+    """When the task should end, on the backend's clock (the simulator runs faster): the same
+    window the poll schedule uses."""
+    return schedule_for(spec.request(), backend.time_scale).window
 
 
 def owner_folder(owner: str) -> str:
