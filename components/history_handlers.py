@@ -20,6 +20,7 @@ import gradio as gr
 
 from components.controls import reshape
 from components.handlers import Studio, file_paths, user_error
+from components.history import ALL
 from providers.capabilities import MODELS, Service, model_spec
 from providers.errors import ImageServiceError
 from studio.ledger import JobRow
@@ -82,10 +83,17 @@ async def load_history(
         studio.runner.ledger.history,
         owner,
         search=(search or "").strip(),
-        model=None if model in (None, "", "all") else model,
-        state=None if state in (None, "", "all") else state,
+        model=None if model in (None, "", ALL) else model,
+        state=None if state in (None, "", ALL) else state,
         limit=PAGE_SIZE,
     )
+    # Building the listing checks each file on disk: done off the event loop.
+    return await asyncio.to_thread(_listing, rows)
+
+
+def _listing(
+    rows: list[JobRow],
+) -> tuple[list[tuple[str, str]], list[list[Any]], list[str], list[str]]:
     thumbnails, thumb_ids, table, row_ids = [], [], [], []
     for row in rows:
         kept = _kept(row)
@@ -201,27 +209,38 @@ async def check_again(
     return f"Checking task {row.task_id} again; its status appears on the Generate tab."
 
 
+ZIP_LIFETIME = 3600.0  # seconds a zip stays on disk after it was made
+
+
 async def zip_shown(studio: Studio, client_id: str | None, job_ids: list[str] | None) -> Any:
     """A zip of every saved image among the shown generations."""
     owner = owner_for(studio, client_id)
-    paths = []
-    for job_id in job_ids or ():
-        row = await asyncio.to_thread(studio.runner.ledger.job, job_id, owner=owner)
-        if row is not None:
-            paths.extend(_kept(row))
-    if not paths:
-        raise user_error("No saved images among the generations shown.")
+    ledger = studio.runner.ledger
     folder = studio.runner.outputs_dir.parent / "zips"
-    target = folder / f"images-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(8)}.zip"
 
-    def write() -> Path:
+    def write() -> Path | None:
+        paths = [
+            path
+            for job_id in job_ids or ()
+            if (row := ledger.job(job_id, owner=owner)) is not None
+            for path in _kept(row)
+        ]
+        if not paths:
+            return None
         folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("images-*.zip"):  # zips are for one download, not for keeping
+            if old.stat().st_mtime < time.time() - ZIP_LIFETIME:
+                old.unlink(missing_ok=True)
+        target = folder / f"images-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(8)}.zip"
         with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
             for path in paths:  # images are compressed already
                 archive.write(path, arcname=Path(path).name)
         return target
 
-    return gr.update(value=str(await asyncio.to_thread(write)), visible=True)
+    target = await asyncio.to_thread(write)
+    if target is None:
+        raise user_error("No saved images among the generations shown.")
+    return gr.update(value=str(target), visible=True)
 
 
 def restore_from_image(file: Any) -> tuple[Any, ...]:
