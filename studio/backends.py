@@ -67,7 +67,7 @@ class Backends:
         """Result URLs on a service's own origin are fetched as the service itself."""
         origins = {SIMULATOR_ORIGIN: self.simulator_http}
         for config in self.configs.values():
-            origins[str(httpx.URL(config.base_url).copy_with(path="/"))[:-1]] = self.http
+            origins[config.base_url] = self.http  # the fetcher compares scheme, host and port
         return origins
 
     async def aclose(self) -> None:
