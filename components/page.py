@@ -17,7 +17,8 @@ from components.history import HistoryView, build_history
 KEY_STORAGE = "image-studio-keys"
 CLIENT_STORAGE = "image-studio-client"
 
-# Ctrl+Enter / Cmd+Enter in the prompt clicks Generate.
+# Ctrl+Enter / Cmd+Enter in the prompt clicks Generate. Gradio runs this once the page is
+# mounted; the attribute it sets tells scripts driving the page that the shortcut is live.
 SHORTCUT_JS = """
 () => {
   document.addEventListener("keydown", (event) => {
@@ -26,6 +27,7 @@ SHORTCUT_JS = """
     event.preventDefault();
     document.querySelector("#generate")?.click();
   });
+  document.documentElement.dataset.shortcuts = "on";
 }
 """
 

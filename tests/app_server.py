@@ -26,13 +26,6 @@ import pytest
 from app import App, build_app, launch
 from studio.config import load_config
 
-# Gradio's queue computes analytics with a pandas option that pandas 3 deprecates; the warning
-# fires in the server's thread after each event, and as an error (this suite's default) it
-# kills that event's bookkeeping task. Test modules that run the server ignore just this one.
-IGNORE_GRADIO_PANDAS_WARNING = pytest.mark.filterwarnings(
-    "ignore:'future.no_silent_downcasting' is deprecated:DeprecationWarning"
-)
-
 BASE_ENV = {
     "SIMULATOR_TIME_SCALE": "0.01",  # simulated tasks take a fraction of a second
     "WATCH_DEADLINE": "60",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from app_server import IGNORE_GRADIO_PANDAS_WARNING, RunningApp, app_server_fixture
+from app_server import RunningApp, app_server_fixture
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError, ValidationError
 from PIL import Image
@@ -18,7 +18,7 @@ from PIL import Image
 from providers.capabilities import Service
 from studio.metadata import read_parameters
 
-pytestmark = [pytest.mark.slow, IGNORE_GRADIO_PANDAS_WARNING]
+pytestmark = [pytest.mark.slow]
 
 SECRET_KEY = "dk-SECRETSECRET123456"
 
