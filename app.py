@@ -43,6 +43,7 @@ class App:
     config: AppConfig
     backends: Backends
     ledger: Ledger
+    fetcher: ResultFetcher
     runner: JobRunner
     studio: Studio
     page: Page
@@ -57,6 +58,7 @@ class App:
         yield
         sweeper.cancel()
         await self.runner.close()
+        await self.fetcher.aclose()
         await self.backends.aclose()
         self.ledger.close()
 
@@ -94,7 +96,9 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         config.services, simulator_time_scale=config.simulator_time_scale
     )
     ledger = Ledger(config.ledger_path)
-    fetcher = ResultFetcher(backends.http, trusted=backends.trusted_origins())
+    # Result links come from outside: the fetcher makes its own client, which can only reach
+    # public addresses, rather than using the services' client.
+    fetcher = ResultFetcher(trusted=backends.trusted_origins())
     runner = JobRunner(
         backends=backends,
         ledger=ledger,
@@ -116,7 +120,7 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         concurrency_limit=config.concurrency_limit,
     )
     page.demo.queue(default_concurrency_limit=None, max_size=500)
-    return App(config, backends, ledger, runner, studio, page)
+    return App(config, backends, ledger, fetcher, runner, studio, page)
 
 
 def launch(app: App, **overrides: object) -> None:

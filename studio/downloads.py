@@ -3,12 +3,14 @@
 A result arrives as an `https` URL (apixo's expire after 15 days) or a `data:` URI (GemPix2 may
 send either). A result URL comes from a remote service, so it is treated like any untrusted link:
 
-* only `https`, only to hosts whose every DNS answer is a public address, checked before
-  connecting (`studio.netguard`); redirects are followed by hand, each hop checked the same way;
-* after the response headers, the address actually connected to is checked again when httpx
-  exposes it, so a DNS answer that changed after our lookup (rebinding) is caught before the body
-  is read. (The GET itself has been sent by then; it carries no body and no credentials.) Through
-  an HTTP proxy the peer is the proxy, so give `public_http` no proxy (`trust_env=False`);
+* only `https`, only to hosts whose every DNS answer is a public address (`studio.netguard`);
+  redirects are followed by hand, each hop checked the same way;
+* the request goes to an address that was just checked, never to the name: the URL carries the
+  address, the name travels in the `Host` header and, through httpx's `sni_hostname` extension,
+  in TLS (SNI and the certificate check), so a DNS answer that changes after the check (DNS
+  rebinding) cannot point the request at an internal address. The addresses are tried in the
+  resolver's order until one accepts the connection. The public client ignores the
+  environment's proxy settings, since a proxy would resolve the name itself;
 * the size is bounded twice (Content-Length up front, then the bytes as they stream), and each
   attempt has one deadline, so a server dripping a byte a second cannot hold a job forever;
 * the bytes must decode with Pillow as PNG, JPEG or WebP, within a pixel budget.
@@ -16,8 +18,9 @@ send either). A result URL comes from a remote service, so it is treated like an
 URLs on a configured service's own origin (`trusted`) are fetched with that service's client and
 without the address checks: that is the service itself (or the simulator on loopback, over http).
 
-Network errors, timeouts, 429 and 5xx are retried; refusals (unsafe address, too large, not an
-image, other 4xx) are final. Everything ends as a `DownloadError` with a plain reason.
+Network errors, timeouts, a temporary DNS failure, 429 and 5xx are retried; refusals (unsafe
+address, a name that does not exist, too large, not an image, other 4xx) are final. Everything
+ends as a `DownloadError` with a plain reason.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
-import ipaddress
 import logging
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -56,6 +59,7 @@ _FORMATS = {
 }
 _ACCEPT = "image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1"
 _NO_TRUSTED: Mapping[str, httpx.AsyncClient] = MappingProxyType({})
+_PUBLIC_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 @dataclass(frozen=True)
@@ -108,12 +112,23 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme))
 
 
+def public_client() -> httpx.AsyncClient:
+    """A client for links from outside. It ignores the environment's proxy settings: the fetcher
+    connects to addresses it has just checked, and through a proxy the proxy would look the name
+    up again and connect wherever its answer points. The caller closes it."""
+    return httpx.AsyncClient(timeout=_PUBLIC_TIMEOUT, trust_env=False)
+
+
 class ResultFetcher:
-    """Downloads result images. Owns no client: the caller injects and closes them."""
+    """Downloads result images.
+
+    Without `public_http` it makes its own client with `public_client` and closes it in
+    `aclose`. An injected client stays its owner's to close; it must not go through a proxy.
+    """
 
     def __init__(
         self,
-        public_http: httpx.AsyncClient,
+        public_http: httpx.AsyncClient | None = None,
         *,
         trusted: Mapping[str, httpx.AsyncClient] = _NO_TRUSTED,
         max_bytes: int = DEFAULT_MAX_BYTES,
@@ -124,13 +139,19 @@ class ResultFetcher:
     ) -> None:
         if max_bytes <= 0 or deadline <= 0 or attempts < 1:
             raise ValueError("max_bytes and deadline must be positive, attempts at least 1")
-        self.public_http = public_http
+        self._owns_public_http = public_http is None
+        self.public_http = public_client() if public_http is None else public_http
         self.trusted = {_origin(httpx.URL(origin)): client for origin, client in trusted.items()}
         self.max_bytes = max_bytes
         self.deadline = deadline
         self.attempts = attempts
         self.resolver = resolver
         self.sleep = sleep
+
+    async def aclose(self) -> None:
+        """Close the public client if this fetcher made it."""
+        if self._owns_public_http:
+            await self.public_http.aclose()
 
     async def fetch(self, location: str) -> FetchedImage:
         """The image at `location` (an https URL or a data URI), or DownloadError."""
@@ -169,16 +190,7 @@ class ResultFetcher:
         try:
             url = httpx.URL(location)
             for _hop in range(MAX_REDIRECTS + 1):
-                client = self.trusted.get(_origin(url))
-                is_public = client is None
-                if is_public:
-                    client = self.public_http
-                    await self._check_public(url)
-                async with client.stream(
-                    "GET", url, headers={"Accept": _ACCEPT}, follow_redirects=False
-                ) as response:
-                    if is_public:
-                        _check_peer(response, shown)
+                async with self._get(url) as response:
                     if response.status_code in _REDIRECT_STATUSES:
                         target = response.headers.get("Location")
                         if not target:
@@ -188,6 +200,8 @@ class ResultFetcher:
                     _check_status(response, shown)
                     return await self._read_body(response, shown)
             raise DownloadError(f"more than {MAX_REDIRECTS} redirects", url=shown)
+        except netguard.HostLookupError as exc:
+            raise DownloadError(str(exc), url=shown, retryable=exc.temporary) from None
         except netguard.UnsafeUrlError as exc:
             raise DownloadError(f"refused an unsafe link: {exc}", url=shown) from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
@@ -201,13 +215,56 @@ class ResultFetcher:
                 f"network error ({type(exc).__name__})", url=shown, retryable=True
             ) from None
 
-    async def _check_public(self, url: httpx.URL) -> None:
-        """Refuse unless `url` is https to a host that resolves only to public addresses."""
+    @contextlib.asynccontextmanager
+    async def _get(self, url: httpx.URL) -> AsyncIterator[httpx.Response]:
+        """GET `url` without following redirects: a trusted origin by name with its own client,
+        any other host only at an address checked just now."""
+        client = self.trusted.get(_origin(url))
+        if client is not None:
+            async with client.stream(
+                "GET", url, headers={"Accept": _ACCEPT}, follow_redirects=False
+            ) as response:
+                yield response
+            return
+        addresses = await self._check_public(url)
+        async with contextlib.AsyncExitStack() as stack:
+            yield await self._first_answer(stack, url, addresses)
+
+    async def _first_answer(
+        self, stack: contextlib.AsyncExitStack, url: httpx.URL, addresses: list[netguard.IPAddress]
+    ) -> httpx.Response:
+        """The response from the first of `addresses` that accepts a connection."""
+        *others, last = addresses
+        for address in others:
+            try:
+                return await stack.enter_async_context(self._get_at(url, address))
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                continue  # the name has other checked addresses; one of them may answer
+        return await stack.enter_async_context(self._get_at(url, last))
+
+    def _get_at(
+        self, url: httpx.URL, address: netguard.IPAddress
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """GET `url` from `address`, with no DNS lookup of its own. The name goes in the Host
+        header and in `sni_hostname`, which httpx uses for SNI and to verify the certificate."""
+        return self.public_http.stream(
+            "GET",
+            url.copy_with(host=str(address)),
+            headers={"Accept": _ACCEPT, "Host": url.netloc.decode("ascii")},
+            extensions={"sni_hostname": url.raw_host.decode("ascii")},
+            follow_redirects=False,
+        )
+
+    async def _check_public(self, url: httpx.URL) -> list[netguard.IPAddress]:
+        """The addresses of `url`'s host, refused unless `url` is https and every address is
+        public."""
         netguard.check_public_url(str(url))
         # Judge the host httpx will connect to (its own parse), not only urllib's reading.
         if url.scheme != "https" or url.userinfo:
             raise netguard.UnsafeUrlError("only https:// links can be used")
-        await netguard.resolve_public_addresses(url.host, url.port or 443, resolver=self.resolver)
+        return await netguard.resolve_public_addresses(
+            url.host, url.port or 443, resolver=self.resolver
+        )
 
     async def _read_body(self, response: httpx.Response, shown: str) -> bytes:
         declared = response.headers.get("Content-Length", "")
@@ -257,27 +314,6 @@ def _check_status(response: httpx.Response, shown: str) -> None:
             retry_after=_retry_after(response.headers.get("Retry-After")),
         )
     raise DownloadError(f"the server answered HTTP {status}", url=shown)
-
-
-def _check_peer(response: httpx.Response, shown: str) -> None:
-    """Refuse if the connection actually went to a non-public address (DNS rebinding)."""
-    stream = response.extensions.get("network_stream")
-    if stream is None:
-        return  # e.g. MockTransport: no socket to ask
-    try:
-        peer = stream.get_extra_info("server_addr")
-    except Exception:
-        return
-    host = peer[0] if isinstance(peer, tuple) and peer else peer
-    try:
-        ip = ipaddress.ip_address(str(host))
-    except ValueError:
-        return  # not an IP socket (unavailable): nothing to judge
-    if not netguard.is_public_address(ip):
-        raise DownloadError(
-            f"refused an unsafe link: connected to {ip}, a private or reserved address",
-            url=shown,
-        )
 
 
 def _inspect(data: bytes, source: str, shown: str) -> FetchedImage:

@@ -6,9 +6,11 @@ Two steps, because they belong to different moments:
   literal IP addresses or `localhost`. Run it as soon as a URL is typed or received.
 * `resolve_public_addresses` resolves a host name and refuses it if *any* address is not public,
   so a name with one public and one internal record cannot be used to reach the internal one.
+  A lookup that fails raises `HostLookupError`, which says whether trying again may help.
 
 A caller that then connects must connect to the addresses returned here (not resolve the name a
-second time), otherwise a DNS answer that changes between check and use defeats the check.
+second time), otherwise a DNS answer that changes between check and use defeats the check
+(DNS rebinding). `studio.downloads` does so.
 """
 
 from __future__ import annotations
@@ -28,6 +30,19 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 class UnsafeUrlError(ValueError):
     """The URL points somewhere we must not fetch from; the message says why."""
+
+
+class HostLookupError(UnsafeUrlError):
+    """The host name could not be resolved, so its addresses could not be checked.
+
+    It is an `UnsafeUrlError` so that callers which only refuse keep refusing. Callers that retry
+    read `temporary`: True when the resolver could not answer right now (EAI_AGAIN, a timeout),
+    False when the answer is final (no such name).
+    """
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
 def is_public_address(ip: IPAddress) -> bool:
@@ -128,7 +143,7 @@ async def resolve_public_addresses(
     try:
         raw = await (resolver or _default_resolver)(host, port)
     except OSError as exc:
-        raise UnsafeUrlError(f"could not look up {host}: {exc}") from None
+        raise _lookup_error(host, exc) from None
     addresses: list[IPAddress] = []
     for text in raw:
         # getaddrinfo appends "%scope" to link-local IPv6 answers; ipaddress keeps it.
@@ -143,3 +158,14 @@ async def resolve_public_addresses(
     if not addresses:
         raise UnsafeUrlError(f"{host} has no address")
     return addresses
+
+
+def _lookup_error(host: str, exc: OSError) -> HostLookupError:
+    """Tell a resolver that could not answer now (worth a retry) from a final answer."""
+    if isinstance(exc, TimeoutError) or exc.errno == socket.EAI_AGAIN:
+        return HostLookupError(
+            f"could not look up {host} (a temporary DNS failure)", temporary=True
+        )
+    if exc.errno == socket.EAI_NONAME:
+        return HostLookupError(f"could not look up {host}: no such host name", temporary=False)
+    return HostLookupError(f"could not look up {host}: {exc.strerror or exc}", temporary=False)

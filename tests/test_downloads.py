@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,7 +14,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from studio.downloads import DownloadError, FetchedImage, ResultFetcher, display_url
+from studio.downloads import (
+    DownloadError,
+    FetchedImage,
+    ResultFetcher,
+    display_url,
+)
 
 PUBLIC_IP = "93.184.216.34"
 DNS = {
@@ -49,15 +55,26 @@ class Resolver:
 
 
 class Server:
-    """A MockTransport handler from a route table; `requests` lists what reached it."""
+    """A MockTransport handler from a route table; `requests` lists what reached it.
 
-    def __init__(self, routes: dict[str, Any]) -> None:
+    Routes are keyed by the URL the request is *for*: its Host header names the site, as on a
+    real server, while `request.url` holds the address actually connected to. Addresses in
+    `refuse` fail to connect.
+    """
+
+    def __init__(self, routes: dict[str, Any], refuse: tuple[str, ...] = ()) -> None:
         self.routes = routes
+        self.refuse = refuse
         self.requests: list[httpx.Request] = []
+        self.sites: list[str] = []  # the URL each request was for
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host in self.refuse:
+            raise httpx.ConnectError(f"{request.url.host} refused the connection")
+        site = str(request.url.copy_with(netloc=request.headers["Host"].encode("ascii")))
         self.requests.append(request)
-        route = self.routes.get(str(request.url))
+        self.sites.append(site)
+        route = self.routes.get(site)
         if route is None:
             return httpx.Response(404, text="no such thing")
         if callable(route):
@@ -86,9 +103,13 @@ async def make_fetcher():
     opened: list[httpx.AsyncClient] = []
 
     def make(
-        routes: dict[str, Any], *, trusted_routes: dict[str, dict[str, Any]] | None = None, **kw
+        routes: dict[str, Any],
+        *,
+        trusted_routes: dict[str, dict[str, Any]] | None = None,
+        refuse: tuple[str, ...] = (),
+        **kw,
     ) -> tuple[ResultFetcher, Server, Resolver, Sleeps]:
-        server = Server(routes)
+        server = Server(routes, refuse)
         public = httpx.AsyncClient(transport=httpx.MockTransport(server))
         opened.append(public)
         trusted = {}
@@ -224,7 +245,7 @@ async def test_a_redirect_to_a_private_address_is_refused(make_fetcher):
         await fetcher.fetch(first)
 
     assert "unsafe" in caught.value.message
-    assert [str(r.url) for r in server.requests] == [first]
+    assert server.sites == [first]
 
 
 async def test_a_relative_redirect_to_the_metadata_address_is_refused(make_fetcher):
@@ -250,7 +271,7 @@ async def test_a_redirect_to_a_public_host_is_followed_with_both_hosts_checked(m
 
     assert image.data == PNG and image.source == first
     assert resolver.lookups == ["cdn.example.com", "other.example.net"]
-    assert [str(r.url) for r in server.requests] == [first, second]
+    assert server.sites == [first, second]
 
 
 async def test_more_than_five_redirects_are_refused(make_fetcher):
@@ -302,36 +323,149 @@ async def test_the_trusted_origin_does_not_extend_to_other_ports_or_schemes(make
         assert "unsafe" in caught.value.message
 
 
-class FakeNetworkStream:
-    """What httpcore exposes as `network_stream`: the peer the socket really connected to."""
-
-    def __init__(self, peer: tuple[str, int]) -> None:
-        self.peer = peer
-
-    def get_extra_info(self, name: str) -> Any:
-        return self.peer if name == "server_addr" else None
+# ---- the connection goes to the checked address ----------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("peer", "accepted"),
-    [((PUBLIC_IP, 443), True), (("10.9.8.7", 443), False), (("::ffff:127.0.0.1", 443), False)],
-)
-async def test_the_connected_peer_is_checked_against_dns_rebinding(make_fetcher, peer, accepted):
+async def test_the_request_goes_to_the_checked_address_with_the_name_for_host_and_tls(
+    make_fetcher,
+):
+    url = "https://cdn.example.com/results/a.png?sig=SECRET"
+    fetcher, server, resolver, _ = make_fetcher({url: png_response})
+
+    await fetcher.fetch(url)
+
+    [request] = server.requests
+    assert str(request.url) == f"https://{PUBLIC_IP}/results/a.png?sig=SECRET"
+    assert request.headers["Host"] == "cdn.example.com"
+    assert request.extensions["sni_hostname"] == "cdn.example.com"  # SNI and certificate check
+    assert resolver.lookups == ["cdn.example.com"]  # one lookup: nothing resolves it again
+
+
+async def test_an_ipv6_address_a_port_and_an_idn_name_are_carried_faithfully(make_fetcher):
+    url = "https://bücher.example:8443/a.png"
+    resolver = ScriptedResolver({"bücher.example": [["2606:2800:220:1:248:1893:25c8:1946"]]})
+    site = "https://xn--bcher-kva.example:8443/a.png"  # the name as it goes on the wire
+    fetcher, server, _, _ = make_fetcher({site: png_response}, resolver=resolver)
+
+    await fetcher.fetch(url)
+
+    [request] = server.requests
+    assert str(request.url) == "https://[2606:2800:220:1:248:1893:25c8:1946]:8443/a.png"
+    assert request.headers["Host"] == "xn--bcher-kva.example:8443"
+    assert request.extensions["sni_hostname"] == "xn--bcher-kva.example"
+
+
+async def test_a_dns_answer_that_changes_after_the_check_is_never_asked_for():
     url = "https://cdn.example.com/a.png"
+    resolver = ScriptedResolver({"cdn.example.com": [[PUBLIC_IP], ["127.0.0.1"]]})
+    server = Server({url: png_response})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+        fetcher = ResultFetcher(client, resolver=resolver, sleep=Sleeps())
 
-    def respond(request: httpx.Request) -> httpx.Response:
-        stream = FakeNetworkStream(peer)
-        return httpx.Response(200, content=PNG, extensions={"network_stream": stream})
-
-    fetcher, *_ = make_fetcher({url: respond})
-
-    if accepted:
         assert (await fetcher.fetch(url)).data == PNG
-    else:
-        with pytest.raises(DownloadError) as caught:
-            await fetcher.fetch(url)
-        assert "connected to" in caught.value.message
-        assert not caught.value.retryable
+
+    assert [request.url.host for request in server.requests] == [PUBLIC_IP]
+    assert resolver.lookups == ["cdn.example.com"]
+
+
+async def test_each_checked_address_is_tried_until_one_answers(make_fetcher):
+    url = "https://twice.example.com/a.png"
+    second = "93.184.216.35"
+    resolver = ScriptedResolver({"twice.example.com": [[PUBLIC_IP, second]]})
+    fetcher, server, _, sleeps = make_fetcher(
+        {url: png_response}, refuse=(PUBLIC_IP,), resolver=resolver
+    )
+
+    assert (await fetcher.fetch(url)).data == PNG
+    assert [request.url.host for request in server.requests] == [second]
+    assert sleeps.calls == []  # another address, not a retry
+
+
+async def test_when_no_checked_address_answers_it_is_a_retryable_network_error(make_fetcher):
+    fetcher, _, _, sleeps = make_fetcher({}, refuse=(PUBLIC_IP,), attempts=2)
+
+    with pytest.raises(DownloadError) as caught:
+        await fetcher.fetch("https://cdn.example.com/a.png")
+
+    assert caught.value.message == "network error (ConnectError)"
+    assert caught.value.retryable and len(sleeps.calls) == 1
+
+
+async def test_the_fetcher_makes_its_own_client_without_proxies_and_closes_it(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.net:3128")
+    fetcher = ResultFetcher()
+
+    assert fetcher.public_http.trust_env is False  # a proxy would resolve the name itself
+    await fetcher.aclose()
+    assert fetcher.public_http.is_closed
+
+
+async def test_an_injected_client_is_left_open_for_its_owner(make_fetcher):
+    fetcher, *_ = make_fetcher({})
+
+    await fetcher.aclose()
+
+    assert not fetcher.public_http.is_closed
+
+
+class ScriptedResolver:
+    """Answers each host from a script, one step per lookup (the last repeats). A step is a list
+    of addresses or an exception to raise; every lookup is recorded."""
+
+    def __init__(self, script: dict[str, list[Any]]) -> None:
+        self.script = {host: list(steps) for host, steps in script.items()}
+        self.lookups: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append(host)
+        steps = self.script[host]
+        step = steps.pop(0) if len(steps) > 1 else steps[0]
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+
+# ---- DNS failures ---------------------------------------------------------------------------
+
+TEMPORARY = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+NO_SUCH_NAME = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+async def test_a_temporary_dns_failure_is_retried(make_fetcher):
+    url = "https://cdn.example.com/a.png"
+    resolver = ScriptedResolver({"cdn.example.com": [TEMPORARY, [PUBLIC_IP]]})
+    fetcher, server, _, sleeps = make_fetcher({url: png_response}, resolver=resolver)
+
+    image = await fetcher.fetch(url)
+
+    assert image.data == PNG
+    assert len(sleeps.calls) == 1 and len(server.requests) == 1
+
+
+async def test_a_temporary_dns_failure_that_lasts_ends_as_retryable(make_fetcher):
+    url = "https://cdn.example.com/a.png"
+    resolver = ScriptedResolver({"cdn.example.com": [TEMPORARY]})
+    fetcher, server, _, sleeps = make_fetcher({url: png_response}, attempts=3, resolver=resolver)
+
+    with pytest.raises(DownloadError) as caught:
+        await fetcher.fetch(url)
+
+    assert caught.value.retryable
+    assert "temporary DNS failure" in caught.value.message
+    assert len(sleeps.calls) == 2 and server.requests == []
+
+
+async def test_a_name_that_does_not_exist_is_final(make_fetcher):
+    url = "https://nowhere.example.com/a.png"
+    resolver = ScriptedResolver({"nowhere.example.com": [NO_SUCH_NAME]})
+    fetcher, server, _, sleeps = make_fetcher({url: png_response}, resolver=resolver)
+
+    with pytest.raises(DownloadError) as caught:
+        await fetcher.fetch(url)
+
+    assert caught.value.message == "could not look up nowhere.example.com: no such host name"
+    assert not caught.value.retryable
+    assert sleeps.calls == [] and server.requests == []
 
 
 # ---- size, content, time --------------------------------------------------------------------

@@ -164,9 +164,10 @@ class HostileWorld:
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         self.seen.append(url)
-        if url.host == "api.apixo.ai":
+        site = request.headers["Host"]  # downloads connect to an address and name the site here
+        if site == "api.apixo.ai":
             return self.apixo(request)
-        if url.host == "public.example":
+        if site == "public.example":
             return self.public(url.path)
         return httpx.Response(200, content=_png(), headers={"Content-Type": "image/png"})
 

@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from studio.netguard import (
+    HostLookupError,
     Resolver,
     UnsafeUrlError,
     check_public_url,
@@ -190,3 +191,26 @@ async def test_default_resolver_uses_the_loop(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(UnsafeUrlError, match="fe80::1"):
         await resolve_public_addresses("mixed.example", 8443)
     assert seen == [("mixed.example", 8443)]
+
+
+@pytest.mark.parametrize(
+    ("error", "temporary", "said"),
+    [
+        (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), True, "temp"),
+        (TimeoutError("timed out"), True, "temporary"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), False, "no such host"),
+        (socket.gaierror(socket.EAI_FAIL, "Non-recoverable failure"), False, "Non-recoverable"),
+    ],
+)
+async def test_lookup_failures_say_whether_a_retry_may_help(
+    error: OSError, temporary: bool, said: str
+) -> None:
+    async def failing(host: str, port: int) -> list[str]:
+        raise error
+
+    with pytest.raises(HostLookupError, match=said) as caught:
+        await resolve_public_addresses("flaky.example", 443, resolver=failing)
+
+    assert caught.value.temporary is temporary
+    assert "could not look up flaky.example" in str(caught.value)
+    assert isinstance(caught.value, UnsafeUrlError)  # callers that only refuse still refuse
