@@ -1,10 +1,20 @@
 """How long N simultaneous users wait for one image each: our queue settings vs Gradio's default.
 
 Run: `.venv/bin/python -m bench.concurrency_bench [--users 1,10,50] [--time-scale 0.25]
-          [--max-default-users 10] [--baseline-runs 3] [--configs ours,default]`
+          [--max-default-users 10] [--baseline-runs 3] [--configs ours,default]
+          [--service process|in-app]`
 
-Two configurations of the real app (`python app.py` as a subprocess, on 127.0.0.1 only, with the
-in-process simulator because no service key is passed on):
+Where the image service runs (--service):
+
+- "process" (the default): the simulator is its own process (`python -m providers.simulator`
+  on a free port), as a real service is its own machine. The app gets `APIXO_BASE_URL` pointing
+  at it and a key, so it talks to it with its real client over HTTP, and `PUBLIC_URL` set to
+  its own address, so the simulator's callbacks wake each watcher the moment a task finishes
+  (with a key the app polls on the service's real timing, which a time-scaled task outruns).
+- "in-app": no key, so the app uses its built-in offline preview: the simulator inside the
+  app's own process, drawing every placeholder on the app's CPU.
+
+Two configurations of the real app (`python app.py` as a subprocess, on 127.0.0.1 only):
 
 1. "ours":           CONCURRENCY_LIMIT unset, so `/generate` runs with no concurrency limit;
 2. "gradio default": CONCURRENCY_LIMIT=1, Gradio's default of one running event for all users.
@@ -22,11 +32,11 @@ prompt) through the `/generate` API. Measured:
 - server peak RSS: the app process's VmRSS read from /proc/<pid>/status every 50 ms during the
   run (VmHWM, the peak since start, is printed per configuration at the end).
 
-Below the table, a second one gives the CPU seconds the server process and this benchmark's own
-process (the N clients) used between the release and the last result, and the 1-minute load
-average when the row started. The simulator runs inside the server and renders every result
-image there, and a time scale below 1 shrinks the waiting but not that CPU work: when
-(server + clients) CPU comes near (CPUs x wall), the run measures the machine, not the queue.
+Below the table, a second one gives the CPU seconds the app's process, the simulator's process
+(with --service process) and this benchmark's own process (the N clients) used between the
+release and the last result, and the 1-minute load average when the row started. A time scale
+below 1 shrinks the waiting but not the CPU work of drawing, checking and saving each image:
+when their sum comes near (CPUs x wall), the run measures the machine, not the queue.
 
 Clients are made with `httpx_kwargs={"timeout": 60}`: gradio_client's default 5 s timeout on
 `POST /queue/join` fails a user whose join is merely slow (a browser has no such limit), so a
@@ -62,7 +72,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +108,9 @@ class Config:
 
 
 CONFIGS = (Config("ours", None), Config("gradio default", "1"))
+SERVICE_KEY = "bench-key"  # the separate simulator accepts only this key
+ERROR_WORDS = ("Traceback", " ERROR ", "ERROR:", "Exception", "WARNING:")
+SERVICE_PLACES = {"process": "in its own process", "in-app": "inside the app"}
 
 
 @dataclass
@@ -114,6 +127,7 @@ class Sample:
     results: list[UserResult]
     peak_rss_mb: float
     server_cpu: float
+    service_cpu: float | None
     bench_cpu: float
 
 
@@ -125,6 +139,7 @@ class Run:
     failures: int
     peak_rss_mb: float
     server_cpu: float  # median over the samples, like the wall
+    service_cpu: float | None  # the separate simulator's; None when it runs in the app
     bench_cpu: float
     load: float  # 1-minute load average when the row started
     errors: list[str] = field(default_factory=list)
@@ -143,11 +158,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(config: Config, port: int, data_dir: Path, time_scale: float) -> dict[str, str]:
+def server_env(
+    config: Config, port: int, data_dir: Path, time_scale: float, service_url: str | None
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DEFAPI_API_KEY", "APIXO_API_KEY", "CONCURRENCY_LIMIT")
+        if k not in ("DEFAPI_API_KEY", "APIXO_API_KEY", "CONCURRENCY_LIMIT", "PUBLIC_URL")
         and not k.startswith("GRADIO_")
     }
     env.update(
@@ -163,6 +180,12 @@ def server_env(config: Config, port: int, data_dir: Path, time_scale: float) -> 
         GRADIO_TEMP_DIR=str(data_dir.parent / "gradio-cache"),
         PYTHONUNBUFFERED="1",
     )
+    if service_url is not None:  # Nano Banana Pro on the separate simulator, with callbacks
+        env.update(
+            APIXO_BASE_URL=service_url,
+            APIXO_API_KEY=SERVICE_KEY,
+            PUBLIC_URL=f"http://{HOST}:{port}",
+        )
     if config.concurrency_limit is not None:
         env["CONCURRENCY_LIMIT"] = config.concurrency_limit
     return env
@@ -172,7 +195,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError as exc:
-        return f"(no server log: {exc})"
+        return f"(no log: {exc})"
     return "\n".join(text[-lines:])
 
 
@@ -182,7 +205,7 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> No
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"server exited with code {proc.returncode} before answering:\n"
+                f"{proc.args} exited with code {proc.returncode} before answering:\n"
                 + log_tail(log_path)
             )
         try:
@@ -192,29 +215,26 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> No
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"server did not answer 200 on {url} in {STARTUP_TIMEOUT:.0f} s")
+    raise RuntimeError(f"{proc.args} did not answer 200 on {url} in {STARTUP_TIMEOUT:.0f} s")
 
 
 @contextmanager
-def running_server(
-    config: Config, time_scale: float, workdir: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    port = free_port()
-    data_dir = workdir / "data"
-    log_path = workdir / "server.log"
-    url = f"http://{HOST}:{port}/"
+def running_process(
+    argv: list[str], env: dict[str, str], ready_url: str, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `argv` in the project folder, wait until `ready_url` answers 200, always stop it."""
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "app.py"],
+            argv,
             cwd=PROJECT_DIR,
-            env=server_env(config, port, data_dir, time_scale),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_until_up(url, proc, log_path)
-            yield url, proc, log_path
+            wait_until_up(ready_url, proc, log_path)
+            yield proc
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -223,6 +243,35 @@ def running_server(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=15)
+
+
+@contextmanager
+def running_server(
+    config: Config, time_scale: float, workdir: Path, service_url: str | None
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """`python app.py`; on the separate simulator at `service_url`, or offline when None."""
+    port = free_port()
+    url = f"http://{HOST}:{port}/"
+    log_path = workdir / "server.log"
+    env = server_env(config, port, workdir / "data", time_scale, service_url)
+    with running_process([sys.executable, "app.py"], env, url, log_path) as proc:
+        yield url, proc, log_path
+
+
+@contextmanager
+def running_simulator(
+    time_scale: float, workdir: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m providers.simulator` on a free port, accepting only SERVICE_KEY."""
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    argv = [
+        *(sys.executable, "-m", "providers.simulator", "--host", HOST, "--port", str(port)),
+        *("--time-scale", str(time_scale), "--api-key", SERVICE_KEY, "--log-level", "warning"),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": HOST, "no_proxy": HOST}
+    with running_process(argv, env, url + "/_simulator/stats", workdir / "simulator.log") as proc:
+        yield url, proc
 
 
 # ---- memory ----------------------------------------------------------------------------------
@@ -308,9 +357,16 @@ def check_result(result: object) -> str | None:
 
 
 def run_users(
-    url: str, pid: int, users: int, tag: str, download_dir: Path, timeout: float
+    url: str,
+    pid: int,
+    service_pid: int | None,
+    users: int,
+    tag: str,
+    download_dir: Path,
+    timeout: float,
 ) -> Sample:
-    """Release `users` clients at once and wait for all of them."""
+    """Release `users` clients at once and wait for all of them. `pid` is the app's process,
+    `service_pid` the separate simulator's (None when it runs inside the app)."""
     clients = [
         Client(
             url,
@@ -328,10 +384,13 @@ def run_users(
     results = [UserResult() for _ in range(users)]
     ends: list[float] = [0.0] * users
     released = [0.0]
-    cpu_at_release = [0.0, 0.0]
+    cpu_at_release = [0.0, 0.0, 0.0]
+
+    def service_cpu_seconds() -> float:
+        return process_cpu_seconds(service_pid) if service_pid is not None else 0.0
 
     def release() -> None:
-        cpu_at_release[:] = [process_cpu_seconds(pid), own_cpu_seconds()]
+        cpu_at_release[:] = [process_cpu_seconds(pid), service_cpu_seconds(), own_cpu_seconds()]
         released[0] = time.monotonic()
 
     barrier = threading.Barrier(users + 1, action=release)
@@ -367,7 +426,8 @@ def run_users(
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             server_cpu = process_cpu_seconds(pid) - cpu_at_release[0]
-            bench_cpu = own_cpu_seconds() - cpu_at_release[1]
+            service_cpu = service_cpu_seconds() - cpu_at_release[1]
+            bench_cpu = own_cpu_seconds() - cpu_at_release[2]
     finally:
         barrier.abort()  # frees the threads if the main thread failed before the release
         for client in clients:
@@ -380,7 +440,8 @@ def run_users(
             results[i] = UserResult(error="no result before the timeout")
     finished = [end for end in ends if end]
     wall = (max(finished) if finished else time.monotonic()) - released[0]
-    return Sample(wall, results, sampler.peak_mb, server_cpu, bench_cpu)
+    service = service_cpu if service_pid is not None else None
+    return Sample(wall, results, sampler.peak_mb, server_cpu, service, bench_cpu)
 
 
 # ---- reporting -------------------------------------------------------------------------------
@@ -422,15 +483,17 @@ def table(rows: list[tuple[str, Run, float | None]]) -> str:
 
 def cpu_table(rows: list[tuple[str, Run, float | None]], cpus: int) -> str:
     lines = [
-        "| config | users | server CPU s | clients CPU s | (server + clients) / (CPUs x wall) "
-        "| load avg at start |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| config | users | app CPU s | simulator CPU s | clients CPU s "
+        "| all CPU / (CPUs x wall) | load avg at start |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, run, _ in rows:
-        busy = (run.server_cpu + run.bench_cpu) / (cpus * run.wall) if run.wall else None
+        used = run.server_cpu + (run.service_cpu or 0.0) + run.bench_cpu
+        busy = used / (cpus * run.wall) if run.wall else None
+        service = fmt(run.service_cpu) if run.service_cpu is not None else "in app"
         lines.append(
-            f"| {name} | {run.users} | {fmt(run.server_cpu)} | {fmt(run.bench_cpu)} "
-            f"| {fmt(busy)} | {run.load:.1f} |"
+            f"| {name} | {run.users} | {fmt(run.server_cpu)} | {service} "
+            f"| {fmt(run.bench_cpu)} | {fmt(busy)} | {run.load:.1f} |"
         )
     return "\n".join(lines)
 
@@ -439,17 +502,23 @@ def cpu_table(rows: list[tuple[str, Run, float | None]], cpus: int) -> str:
 
 
 def bench_config(
-    config: Config, user_counts: list[int], time_scale: float, baseline_runs: int
+    config: Config, user_counts: list[int], time_scale: float, baseline_runs: int, service: str
 ) -> tuple[list[Run], float | None, list[str]]:
-    """All runs of one configuration; returns (runs, VmHWM MB, notes)."""
+    """All runs of one configuration; returns (runs, VmHWM MB, notes). `service` is "process"
+    (the simulator in a process of its own) or "in-app" (the app's offline preview)."""
     runs: list[Run] = []
     notes: list[str] = []
     hwm_mb: float | None = None
     task_max = model_spec(MODEL).expected_window(RESOLUTION)[1] * time_scale
-    with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        print(f"\n[{config.name}] starting app.py (logs: {workdir / 'server.log'})", flush=True)
-        with running_server(config, time_scale, workdir) as (url, proc, log_path):
+        service_url, service_proc = None, None
+        if service == "process":
+            print(f"\n[{config.name}] starting the simulator (logs: {workdir})", flush=True)
+            service_url, service_proc = stack.enter_context(running_simulator(time_scale, workdir))
+        print(f"[{config.name}] starting app.py (logs: {workdir / 'server.log'})", flush=True)
+        service_pid = service_proc.pid if service_proc is not None else None
+        with running_server(config, time_scale, workdir, service_url) as (url, proc, log_path):
             for users in user_counts:
                 repeats = baseline_runs if users == 1 else 1
                 serial = users if config.concurrency_limit == "1" else 1
@@ -459,7 +528,9 @@ def bench_config(
                 for attempt in range(repeats):
                     tag = f"{config.name} n{users} r{attempt}"
                     downloads = workdir / "downloads" / f"n{users}-r{attempt}"
-                    samples.append(run_users(url, proc.pid, users, tag, downloads, timeout))
+                    samples.append(
+                        run_users(url, proc.pid, service_pid, users, tag, downloads, timeout)
+                    )
                 results = [r for sample in samples for r in sample.results]
                 errors = [r.error for r in results if r.error is not None]
                 run = Run(
@@ -471,6 +542,9 @@ def bench_config(
                     failures=len(errors),
                     peak_rss_mb=max(sample.peak_rss_mb for sample in samples),
                     server_cpu=statistics.median(sample.server_cpu for sample in samples),
+                    service_cpu=None
+                    if service_pid is None
+                    else statistics.median(sample.service_cpu or 0.0 for sample in samples),
                     bench_cpu=statistics.median(sample.bench_cpu for sample in samples),
                     load=load,
                     errors=errors,
@@ -481,32 +555,36 @@ def bench_config(
                     f"[{config.name}] {users} users: wall {run.wall:.2f} s"
                     + (f" (median of {walls})" if repeats > 1 else "")
                     + f", failures {run.failures}, peak RSS {run.peak_rss_mb:.0f} MB, "
-                    f"server CPU {run.server_cpu:.2f} s, clients CPU {run.bench_cpu:.2f} s",
+                    f"app CPU {run.server_cpu:.2f} s, simulator CPU {fmt(run.service_cpu)} s, "
+                    f"clients CPU {run.bench_cpu:.2f} s",
                     flush=True,
                 )
                 if errors or proc.poll() is not None:
                     shown = "\n  ".join(sorted(set(errors))[:5])
                     notes.append(f"{config.name}, {users} users: {len(errors)} failures\n  {shown}")
                     print(f"  errors:\n  {shown}\n--- server log tail ---\n{log_tail(log_path)}")
-                if proc.poll() is not None:
-                    code = proc.returncode
-                    how = f"signal {-code}, not sent by this benchmark" if code < 0 else "code"
-                    raise RuntimeError(f"server exited mid-benchmark ({how}: {code})")
+                for name, process in (("server", proc), ("simulator", service_proc)):
+                    if process is not None and process.poll() is not None:
+                        code = process.returncode
+                        how = f"signal {-code}, not sent by this benchmark" if code < 0 else "code"
+                        raise RuntimeError(f"{name} exited mid-benchmark ({how}: {code})")
             hwm = read_status_kb(proc.pid, "VmHWM")
             hwm_mb = hwm / 1024 if hwm is not None else None
-            log_text = log_path.read_text(errors="replace").splitlines()
-            errors_in_log = [
-                line
-                for line in log_text
-                if "Traceback" in line or " ERROR " in line or "Exception" in line
-            ]
-            if errors_in_log:
-                notes.append(
-                    f"{config.name}: {len(errors_in_log)} error lines in the server log, e.g. "
-                    f"{errors_in_log[0]!r}"
-                )
-                print(f"--- server log tail ---\n{log_tail(log_path)}")
+            logs = [("server", log_path)]
+            if service_proc is not None:
+                logs.append(("simulator", workdir / "simulator.log"))
+            notes += [note for name, path in logs if (note := log_problems(config, name, path))]
     return runs, hwm_mb, notes
+
+
+def log_problems(config: Config, name: str, path: Path) -> str | None:
+    """A note when a process's log holds errors (a failed callback shows up here, too)."""
+    lines = path.read_text(errors="replace").splitlines()
+    bad = [line for line in lines if any(word in line for word in ERROR_WORDS)]
+    if not bad:
+        return None
+    print(f"--- {name} log tail ---\n{log_tail(path)}")
+    return f"{config.name}: {len(bad)} error lines in the {name} log, e.g. {bad[0]!r}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -526,6 +604,12 @@ def main(argv: list[str] | None = None) -> int:
         "--configs",
         default="ours,default",
         help="which configurations to run: ours, default, or both (comma-separated)",
+    )
+    parser.add_argument(
+        "--service",
+        choices=("process", "in-app"),
+        default="process",
+        help="the simulator in its own process (like a real service) or inside the app",
     )
     args = parser.parse_args(argv)
     user_counts = sorted({int(u) for u in args.users.split(",") if u.strip()})
@@ -548,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = [n for n in user_counts if n <= args.max_default_users]
             skipped = [n for n in user_counts if n > args.max_default_users]
         runs, hwms[config.name], config_notes = bench_config(
-            config, counts, args.time_scale, args.baseline_runs
+            config, counts, args.time_scale, args.baseline_runs, args.service
         )
         notes += config_notes
         single = next(r.wall for r in runs if r.users == 1)
@@ -559,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n## Concurrency: {MODEL} {RESOLUTION}, 1 image per user, "
         f"SIMULATOR_TIME_SCALE={args.time_scale:g} "
         f"(a task lasts {low * args.time_scale:g}-{high * args.time_scale:g} s), "
-        f"{cpus} CPUs\n"
+        f"simulator {SERVICE_PLACES[args.service]}, {cpus} CPUs\n"
     )
     print(table(rows))
     print()
