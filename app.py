@@ -26,7 +26,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from components.handlers import Studio
-from components.page import CSS, SHORTCUT_JS, Page, build_page
+from components.page import CSS, PAGE_JS, Page, build_page
 from providers.registry import PROVIDER_NAMES
 from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH
@@ -137,7 +137,7 @@ def launch(app: App, **overrides: object) -> None:
             font_mono=["ui-monospace", "monospace"],
         ),
         "css": CSS,
-        "js": SHORTCUT_JS,
+        "js": PAGE_JS,
         "footer_links": ["api"],
         "ssr_mode": False,
     }

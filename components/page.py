@@ -17,15 +17,33 @@ from components.history import HistoryView, build_history
 KEY_STORAGE = "image-studio-keys"
 CLIENT_STORAGE = "image-studio-client"
 
-# Ctrl+Enter / Cmd+Enter in the prompt clicks Generate. Gradio runs this once the page is
-# mounted; the attribute it sets tells scripts driving the page that the shortcut is live.
-SHORTCUT_JS = """
+# Two conveniences Gradio's components lack, attached once the page is mounted (the attribute
+# set at the end tells scripts driving the page that they are live):
+# - Ctrl+Enter / Cmd+Enter in the prompt clicks Generate;
+# - an image pasted anywhere on the page is added to the reference images, through the file
+#   box's own input, so it goes through the same upload, trimming and checks as a picked file.
+#   A paste into a text box that carries text stays a text paste.
+PAGE_JS = """
 () => {
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
     if (!event.target.closest || !event.target.closest("#prompt")) return;
     event.preventDefault();
     document.querySelector("#generate")?.click();
+  });
+  document.addEventListener("paste", (event) => {
+    const data = event.clipboardData;
+    const images = Array.from(data?.files ?? []).filter((f) => f.type.startsWith("image/"));
+    if (!images.length) return;
+    const typing = event.target.closest?.("textarea, input, [contenteditable]");
+    if (typing && data.getData("text/plain")) return;
+    const input = document.querySelector("#references input[type=file]");
+    if (!input) return;
+    event.preventDefault();
+    const transfer = new DataTransfer();
+    images.forEach((file) => transfer.items.add(file));
+    input.files = transfer.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
   });
   document.documentElement.dataset.shortcuts = "on";
 }

@@ -5,6 +5,7 @@ The browser may only reach the app on loopback: any other request is aborted and
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterator
@@ -158,6 +159,34 @@ def test_ctrl_enter_in_prompt_generates(page) -> None:
     expect(result_images(page)).to_have_count(1)
     expect(status_box(page)).to_have_value(re.compile(r"#1 Nano Banana Pro: done"))
     assert prompt.input_value() == "a paper boat on a puddle"  # no newline typed
+
+
+PASTE_JS = """
+([b64, target]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const clipboard = new DataTransfer();
+  clipboard.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
+  if (target !== "body") clipboard.setData("text/plain", "a line of text");
+  const event = new ClipboardEvent("paste", { clipboardData: clipboard, bubbles: true,
+                                              cancelable: true });
+  return document.querySelector(target).dispatchEvent(event);  // false: the page took it
+}
+"""
+
+
+def test_an_image_pasted_on_the_page_becomes_a_reference(page, reference_pngs) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("html[data-shortcuts=on]")).to_have_count(1)
+    png = base64.b64encode(reference_pngs[0].read_bytes()).decode("ascii")
+
+    # Text and an image pasted into the prompt: a text paste, left to the browser.
+    assert page.evaluate(PASTE_JS, [png, "#prompt textarea"]) is True
+    # An image pasted on the page: taken, uploaded and checked like a picked file.
+    assert page.evaluate(PASTE_JS, [png, "body"]) is False
+
+    expect(page.locator("#references")).to_contain_text("pasted")
+    expect(page.locator("#reference-preview img")).to_have_count(1)
 
 
 def test_stop_ends_a_task_that_never_finishes(page) -> None:
