@@ -804,15 +804,6 @@ class Ledger:
             return None
         return found
 
-    def job_by_task(self, service: Service | str, task_id: str) -> JobRow | None:
-        """The job that owns a service's task id (e.g. for a callback), or None."""
-        with self._transaction(write=False) as conn:
-            row = conn.execute(
-                "SELECT job_id FROM jobs WHERE service = ? AND task_id = ?",
-                (str(service), task_id),
-            ).fetchone()
-            return None if row is None else self._load(conn, row["job_id"])
-
     def events(self, job_id: str, *, owner: str | None = None) -> list[JobEvent]:
         """The job's state changes, oldest first (empty when missing or someone else's)."""
         sql = "SELECT e.* FROM job_events e JOIN jobs j ON j.job_id = e.job_id WHERE e.job_id = ?"
