@@ -30,7 +30,6 @@ from components.page import CSS, PAGE_JS, Page, build_page
 from providers.registry import PROVIDER_NAMES
 from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH
-from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
 from studio.references import ReferenceHost
@@ -43,7 +42,6 @@ class App:
     config: AppConfig
     backends: Backends
     ledger: Ledger
-    fetcher: ResultFetcher
     runner: JobRunner
     studio: Studio
     page: Page
@@ -58,7 +56,6 @@ class App:
         yield
         sweeper.cancel()
         await self.runner.close()
-        await self.fetcher.aclose()
         await self.backends.aclose()
         self.ledger.close()
 
@@ -96,13 +93,9 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         config.services, simulator_time_scale=config.simulator_time_scale
     )
     ledger = Ledger(config.ledger_path)
-    # Result links come from outside: the fetcher makes its own client, which can only reach
-    # public addresses, rather than using the services' client.
-    fetcher = ResultFetcher(trusted=backends.trusted_origins())
     runner = JobRunner(
         backends=backends,
         ledger=ledger,
-        fetcher=fetcher,
         outputs_dir=config.outputs_dir,
         deadline=config.watch_deadline,
         public_url=config.public_url,
@@ -120,7 +113,7 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         concurrency_limit=config.concurrency_limit,
     )
     page.demo.queue(default_concurrency_limit=None, max_size=500)
-    return App(config, backends, ledger, fetcher, runner, studio, page)
+    return App(config, backends, ledger, runner, studio, page)
 
 
 def launch(app: App, **overrides: object) -> None:

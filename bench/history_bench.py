@@ -105,14 +105,11 @@ def measure_history_tab(ledger: Ledger, tmp: Path) -> list[tuple[str, tuple[floa
     from components.history_handlers import load_history
     from providers.settings import service_configs
     from studio.backends import Backends
-    from studio.downloads import ResultFetcher
     from studio.jobs import JobRunner
     from studio.references import ReferenceHost
 
     backends = Backends(service_configs({}))
-    runner = JobRunner(
-        backends=backends, ledger=ledger, fetcher=ResultFetcher(backends.http), outputs_dir=tmp
-    )
+    runner = JobRunner(backends=backends, ledger=ledger, outputs_dir=tmp)
     studio = Studio(runner=runner, reference_host=ReferenceHost(tmp / "refs", None))
     loop = asyncio.new_event_loop()
     try:

@@ -117,15 +117,17 @@ class JobRunner:
         *,
         backends: Backends,
         ledger: Ledger,
-        fetcher: ResultFetcher,
         outputs_dir: Path,
+        fetcher: ResultFetcher | None = None,
         deadline: float = 600.0,
         public_url: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backends = backends
         self.ledger = ledger
-        self.fetcher = fetcher
+        # Without one given, a fetcher that trusts the services' own origins, closed in close().
+        self._owns_fetcher = fetcher is None
+        self.fetcher = fetcher or ResultFetcher(trusted=backends.trusted_origins())
         self.outputs_dir = outputs_dir
         self.deadline = deadline
         self.public_url = public_url
@@ -251,6 +253,8 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._owns_fetcher:
+            await self.fetcher.aclose()
 
     # ---- one job ------------------------------------------------------------------------------
 

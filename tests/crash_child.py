@@ -48,7 +48,6 @@ from providers.settings import ServiceConfig  # noqa: E402
 from providers.transport import ServiceTransport  # noqa: E402
 from studio.backends import Backend, Backends  # noqa: E402
 from studio.config import load_config  # noqa: E402
-from studio.downloads import ResultFetcher  # noqa: E402
 from studio.jobs import JobRunner, JobSpec  # noqa: E402
 from studio.ledger import Ledger  # noqa: E402
 
@@ -105,7 +104,6 @@ def build_runner(data_dir: Path, base_url: str, pace: float, *, keyed: bool = Tr
     return JobRunner(
         backends=backends,
         ledger=Ledger(config.ledger_path),
-        fetcher=ResultFetcher(backends.http, trusted=backends.trusted_origins()),
         outputs_dir=config.outputs_dir,
         deadline=config.watch_deadline,
     )

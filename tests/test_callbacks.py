@@ -20,7 +20,6 @@ from providers.simulator import Simulator, SimulatorConfig
 from providers.watch import PollSchedule
 from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH, accepts_callback, callback_url
-from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner, JobSpec
 from studio.ledger import JobState, Ledger, NewJob
 
@@ -93,7 +92,6 @@ async def test_a_callback_wakes_the_watcher_long_before_its_next_poll(
     runner = JobRunner(
         backends=backends,
         ledger=ledger,
-        fetcher=ResultFetcher(backends.http, trusted=backends.trusted_origins()),
         outputs_dir=tmp_path / "outputs",
         public_url=PUBLIC,
     )
@@ -125,7 +123,6 @@ async def test_a_forged_callback_wakes_nothing(tmp_path: Path):
     runner = JobRunner(
         backends=backends,
         ledger=ledger,
-        fetcher=ResultFetcher(backends.http, trusted=backends.trusted_origins()),
         outputs_dir=tmp_path / "outputs",
     )
     try:

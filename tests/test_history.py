@@ -80,7 +80,6 @@ async def make_env(tmp_path: Path) -> AsyncIterator[MakeEnv]:
         runner = JobRunner(
             backends=backends,
             ledger=Ledger(tmp / "ledger.sqlite3"),
-            fetcher=ResultFetcher(backends.http, trusted=backends.trusted_origins()),
             outputs_dir=tmp / "outputs",
             deadline=30.0,
         )

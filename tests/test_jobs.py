@@ -22,7 +22,6 @@ from providers.errors import InvalidRequestError
 from providers.settings import service_configs
 from providers.simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
-from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner, JobSpec
 from studio.ledger import JobState, Ledger
 from studio.progress import Progress
@@ -74,7 +73,6 @@ class Env:
         return JobRunner(
             backends=self.backends,
             ledger=ledger or self.ledger,
-            fetcher=ResultFetcher(self.backends.http, trusted=self.backends.trusted_origins()),
             outputs_dir=self.outputs_dir,
             deadline=deadline,
         )

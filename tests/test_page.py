@@ -19,7 +19,6 @@ from components.page import build_page
 from providers.settings import service_configs
 from providers.simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
-from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner
 from studio.ledger import JobState, Ledger
 from studio.references import ReferenceHost
@@ -42,7 +41,6 @@ async def studio(tmp_path: Path, sim: Simulator) -> AsyncIterator[Studio]:
     runner = JobRunner(
         backends=backends,
         ledger=ledger,
-        fetcher=ResultFetcher(backends.http, trusted=backends.trusted_origins()),
         outputs_dir=tmp_path / "outputs",
         deadline=30.0,
     )
