@@ -26,7 +26,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from providers.capabilities import MODELS
-from studio.ledger import JobState, Ledger, NewJob
+from studio.ledger import Ledger, NewJob
+from studio.lifecycle import JobState
 
 JOBS = 1_000
 RUNS = 50

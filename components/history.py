@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from providers.capabilities import MODELS
-from studio.ledger import JobState
+from studio.lifecycle import JobState
 
 ALL = "all"
 

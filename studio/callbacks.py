@@ -29,12 +29,39 @@ def accepts_callback(
 ) -> bool:
     """Whether a callback for `row` should wake its watcher: the token matches (compared in
     constant time) and the body parses as a status of the job's own task."""
-    if row is None or not secrets.compare_digest(row.callback_token, token):
-        return False
-    if not isinstance(payload, dict):
-        return False
-    try:
-        status = parse(payload)
-    except Exception:  # a body we cannot read is no reason to read the status early
+    status = _genuine_status(row, token, payload, parse)
+    if row is None or status is None:
         return False
     return row.task_id is None or status.task_id in ("", row.task_id)
+
+
+def revealed_task_id(
+    row: JobRow | None,
+    token: str,
+    payload: Any,
+    parse: Callable[[dict[str, Any]], TaskStatus],
+) -> str | None:
+    """The task id a genuine callback for `row` carries (token matched, body parsed), or None.
+
+    For a job whose submit outcome was unknown this is the one way to learn its task: the
+    token was only ever sent in that job's POST, so a call bearing it comes from the task the
+    POST started. The id is then only watched, never trusted for the outcome.
+    """
+    status = _genuine_status(row, token, payload, parse)
+    return (status.task_id or None) if status is not None else None
+
+
+def _genuine_status(
+    row: JobRow | None,
+    token: str,
+    payload: Any,
+    parse: Callable[[dict[str, Any]], TaskStatus],
+) -> TaskStatus | None:
+    if row is None or not secrets.compare_digest(row.callback_token, token):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return parse(payload)
+    except Exception:  # a body we cannot read is no reason to read the status early
+        return None

@@ -20,21 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from providers.capabilities import Service, model_spec, request_problems
-from providers.errors import (
-    ImageServiceError,
-    InvalidRequestError,
-    SubmissionOutcomeUnknown,
-    TaskNotFoundError,
-    WatchTimeoutError,
-    task_failure,
-)
+from providers.errors import InvalidRequestError, task_failure
 from providers.registry import schedule_for
 from providers.types import GenerationRequest, TaskState, TaskStatus
 from providers.watch import watch_task
 from studio.backends import Backend, Backends
-from studio.callbacks import accepts_callback, callback_url
+from studio.callbacks import accepts_callback, callback_url, revealed_task_id
 from studio.downloads import DownloadError, ResultFetcher
-from studio.ledger import RECHECKABLE_STATES, JobRow, JobState, Ledger, NewJob
+from studio.ledger import JobRow, Ledger, LedgerError, NewJob
+from studio.lifecycle import (
+    RECHECKABLE_STATES,
+    Ending,
+    JobState,
+    ending_for,
+    reveals_task_id,
+    state_for,
+    stopped_ending,
+)
 from studio.metadata import (
     embed_parameters,
     remove_partial_files,
@@ -47,8 +49,6 @@ log = logging.getLogger(__name__)
 
 # apixo keeps result URLs for 15 days; defapi does not say.
 _RESULT_LIFETIME = {Service.NANO_BANANA_PRO: 15 * 24 * 3600.0}
-
-_PHASE = {TaskState.QUEUED: JobState.QUEUED, TaskState.RUNNING: JobState.RUNNING}
 
 
 @dataclass(frozen=True)
@@ -226,14 +226,26 @@ class JobRunner:
         await asyncio.gather(*tasks, return_exceptions=True)
         for job in jobs:
             if job.progress.is_active:  # cancelled before its first step: nothing ran
-                await self._finish_quietly(job, *_stopped(job.progress.state))
+                await self._finish_quietly(job, stopped_ending(job.progress.state))
 
     async def receive_callback(self, job_id: str, token: str, payload: Any) -> bool:
-        """A service called back for `job_id`: wake its watcher if the call is genuine."""
+        """A service called back for `job_id`: wake its watcher if the call is genuine. A
+        genuine call for a job whose submit outcome was unknown reveals its task: watch it."""
+        row = await asyncio.to_thread(self.ledger.job, job_id)
+        if row is not None and reveals_task_id(row.state, row.task_id):
+            parse = self.backends.for_service(model_spec(row.model).service).client.parse_callback
+            task_id = revealed_task_id(row, token, payload, parse)
+            if task_id is None:
+                return False
+            try:
+                row = await asyncio.to_thread(self.ledger.reveal_task_id, job_id, task_id)
+            except LedgerError:  # another callback took it up first (or the id is taken)
+                return self.wake(job_id)
+            await self.resume(row)
+            return True
         job = self._jobs.get(job_id)
         if job is None:
             return False
-        row = await asyncio.to_thread(self.ledger.job, job_id)
         if not accepts_callback(row, token, payload, job.backend.client.parse_callback):
             return False
         return self.wake(job_id)
@@ -325,29 +337,13 @@ class JobRunner:
                 submitted_at = await self._submit(job)
             await self._watch_and_keep(job, submitted_at=submitted_at)
         except asyncio.CancelledError:
-            await self._finish_quietly(job, *_stopped(job.progress.state))
+            await self._finish_quietly(job, stopped_ending(job.progress.state))
             raise
-        except SubmissionOutcomeUnknown as exc:
-            await self._fail(job, JobState.OUTCOME_UNKNOWN, exc)
-        except WatchTimeoutError as exc:
-            await self._fail(job, JobState.TIMED_OUT, exc)
-        except TaskNotFoundError as exc:
-            if job.resumed and job.backend.offline:  # the simulator starts empty each run
-                await self._finish_quietly(
-                    job,
-                    JobState.FAILED,
-                    "The offline preview keeps no tasks across restarts: generate again.",
-                    kind="OfflinePreview",
-                )
-            else:
-                await self._fail(job, JobState.FAILED, exc)
-        except ImageServiceError as exc:
-            await self._fail(job, JobState.FAILED, exc)
-        except DownloadError as exc:
-            await self._fail_download(job, exc)
-        except Exception as exc:  # a bug must still end the job visibly, never silently
-            log.exception("job %s crashed", job.progress.job_id)
-            await self._fail(job, JobState.FAILED, exc)
+        except Exception as exc:  # every ending is recorded, a bug's too (see ending_for)
+            ending = ending_for(exc, resumed_offline=job.resumed and job.backend.offline)
+            if ending.is_bug:
+                log.exception("job %s crashed", job.progress.job_id)
+            await self._finish_quietly(job, ending)
 
     async def _submit(self, job: _Job) -> float:
         """Send the POST once; returns when it was answered."""
@@ -452,7 +448,7 @@ class JobRunner:
             final = status
             if status.is_terminal:
                 break
-            state = _PHASE[status.state]
+            state = state_for(status.state)
             changes: dict[str, object] = {}
             if state is JobState.RUNNING and job.progress.running_since is None:
                 changes["running_since"] = self.clock()
@@ -540,26 +536,7 @@ class JobRunner:
 
     # ---- endings ------------------------------------------------------------------------------
 
-    async def _fail(self, job: _Job, state: JobState, exc: Exception) -> None:
-        if isinstance(exc, ImageServiceError):
-            # The status line and history show the task id on their own.
-            message = exc.user_message(with_task=False)
-            kind = type(exc).__name__
-        else:
-            message = "An unexpected error stopped this job; it has been logged."
-            kind = "InternalError"
-        await self._finish_quietly(job, state, message, kind=kind)
-
-    async def _fail_download(self, job: _Job, exc: DownloadError) -> None:
-        message = (
-            f"The image was made but could not be downloaded: {exc.message}. "
-            "The provider's link is kept; retry from history."
-        )
-        await self._finish_quietly(job, JobState.DOWNLOAD_FAILED, message, kind="DownloadError")
-
-    async def _finish_quietly(
-        self, job: _Job, state: JobState, message: str, *, kind: str = ""
-    ) -> None:
+    async def _finish_quietly(self, job: _Job, ending: Ending) -> None:
         """Record and publish an ending, even while being cancelled."""
         if self._closing:
             return  # not an ending: the next start resumes the job from its ledger row
@@ -568,12 +545,14 @@ class JobRunner:
                 asyncio.to_thread(
                     self.ledger.record_error,
                     job.progress.job_id,
-                    state,
-                    kind=kind or state.value,
-                    message=message,
+                    ending.state,
+                    kind=ending.kind,
+                    message=ending.message,
                 )
             )
-        await self._publish(job, state=state, message=message, finished_at=self.clock())
+        await self._publish(
+            job, state=ending.state, message=ending.message, finished_at=self.clock()
+        )
 
 
 def _expected_seconds(spec: JobSpec, backend: Backend) -> tuple[float, float]:
@@ -595,18 +574,3 @@ def _sha256(data: bytes) -> str:
 def _expiry(backend: Backend, now: float) -> float | None:
     lifetime = _RESULT_LIFETIME.get(backend.service)
     return now + lifetime if lifetime else None
-
-
-def _stopped(state: JobState) -> tuple[JobState, str]:
-    """What pressing Stop means at each point: only a sent POST can have started a task."""
-    if state is JobState.RECORDED:
-        return JobState.FAILED, "stopped before sending; nothing was sent"
-    if state is JobState.SUBMITTING:
-        return JobState.OUTCOME_UNKNOWN, (
-            "stopped while sending: the service may have started (and billed) a task whose id "
-            "never arrived; it was not sent again"
-        )
-    return JobState.STOPPED, (
-        "stopped watching; the service has no cancel, so the task may still finish and be "
-        "billed (its id is kept in history)"
-    )

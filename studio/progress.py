@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from studio.ledger import ACTIVE_STATES, JobState
+from studio.lifecycle import ACTIVE_STATES, JobState
 
 
 @dataclass(frozen=True)

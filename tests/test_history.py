@@ -34,7 +34,8 @@ from providers.simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
 from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner, JobSpec, owner_folder
-from studio.ledger import JobState, Ledger
+from studio.ledger import Ledger
+from studio.lifecycle import JobState
 from studio.metadata import read_parameters
 from studio.references import ReferenceHost
 

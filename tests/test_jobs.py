@@ -23,7 +23,8 @@ from providers.settings import service_configs
 from providers.simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
 from studio.jobs import JobRunner, JobSpec
-from studio.ledger import JobState, Ledger
+from studio.ledger import Ledger
+from studio.lifecycle import JobState
 from studio.progress import Progress
 
 GEMPIX2 = "google/gempix2"

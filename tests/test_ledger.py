@@ -14,18 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from providers.capabilities import Service
 from studio.ledger import (
-    NOTHING_SENT,
-    RESUME_STATES,
-    TERMINAL_STATES,
     InvalidTransitionError,
-    JobState,
     Ledger,
     LedgerError,
     NewJob,
     ResultRow,
 )
+from studio.lifecycle import NOTHING_SENT, JobState
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_TRIGRAM = sqlite3.sqlite_version_info >= (3, 34, 0)
@@ -60,7 +56,7 @@ def ledger(db_path: Path, clock: ManualClock):
 def new_job(job_id: str, *, owner: str = "", prompt: str = "a red fox", **overrides) -> NewJob:
     fields = {
         "owner": owner,
-        "service": Service.NANO_BANANA_PRO,
+        "service": "nano_banana_pro",
         "model": "nano-banana-pro",
         "prompt": prompt,
         "params": {"aspect_ratio": "16:9", "resolution": "2K", "variant": 0},
@@ -85,7 +81,7 @@ def start(ledger: Ledger, job_id: str, task_id: str | None = None, **job_fields)
 def test_record_job_round_trips_every_field(ledger: Ledger, clock: ManualClock) -> None:
     job = NewJob(
         owner="browser-1",
-        service=Service.GEMPIX2,
+        service="gempix2",
         model="google/gempix2",
         prompt="Ein Fuchs im Schnee ❄",
         params={"routing": None, "variant": 2, "nested": {"a": [1, 2]}},
@@ -97,7 +93,7 @@ def test_record_job_round_trips_every_field(ledger: Ledger, clock: ManualClock) 
     assert read == written
     assert read.job_id == job.job_id and len(job.job_id) == 32
     assert read.owner == "browser-1"
-    assert read.service == Service.GEMPIX2
+    assert read.service == "gempix2"
     assert read.model == "google/gempix2"
     assert read.prompt == "Ein Fuchs im Schnee ❄"
     assert read.params == {"routing": None, "variant": 2, "nested": {"a": [1, 2]}}
@@ -115,12 +111,26 @@ def test_new_jobs_get_distinct_ids_and_tokens() -> None:
     assert a.callback_token != b.callback_token
 
 
-def test_record_job_refuses_duplicates_and_unknown_services(ledger: Ledger) -> None:
-    ledger.record_job(new_job("j1"))
-    with pytest.raises(LedgerError, match="already"):
+def test_record_job_refuses_duplicates_and_unknown_services(
+    db_path: Path, clock: ManualClock
+) -> None:
+    with Ledger(db_path, clock=clock, known_services={"gempix2", "nano_banana_pro"}) as ledger:
         ledger.record_job(new_job("j1"))
+        with pytest.raises(LedgerError, match="already"):
+            ledger.record_job(new_job("j1"))
+        with pytest.raises(ValueError):
+            ledger.record_job(new_job("j2", service="midjourney"))
+        assert ledger.job("j2") is None
+
+
+def test_service_ids_are_plain_strings_and_never_empty(ledger: Ledger) -> None:
+    # Without a list of known services the ledger stores any id the caller checked...
+    assert ledger.record_job(new_job("j1", service="some_new_service")).service == (
+        "some_new_service"
+    )
+    # ...but never none at all.
     with pytest.raises(ValueError):
-        ledger.record_job(new_job("j2", service="midjourney"))
+        ledger.record_job(new_job("j2", service=""))
     assert ledger.job("j2") is None
 
 
@@ -255,6 +265,63 @@ def test_outcome_unknown_job_comes_back_when_a_callback_reveals_its_task(ledger:
     )
 
 
+def test_a_callback_reveals_the_task_of_an_outcome_unknown_job(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    clock.now = 100.0
+    ledger.record_job(new_job("j1"))
+    clock.now = 101.0
+    ledger.mark_submitting("j1")  # the POST went out here
+    clock.now = 130.0
+    ledger.record_error("j1", JobState.OUTCOME_UNKNOWN, kind="ReadTimeout", message="no answer")
+    clock.now = 500.0
+    revealed = ledger.reveal_task_id("j1", "ta9")
+
+    assert (revealed.state, revealed.task_id, revealed.error_kind, revealed.error_message) == (
+        JobState.QUEUED,
+        "ta9",
+        None,
+        None,
+    )
+    assert revealed.submitted_at == 101.0  # when the POST went out, not when the id arrived
+    assert revealed.finished_at is None
+    last = ledger.events("j1")[-1]
+    assert (last.at, last.state, last.detail) == (
+        500.0,
+        JobState.QUEUED,
+        "task ta9, revealed by a callback",
+    )
+    # A second callback (a retry, or a race) does not take the job up twice.
+    with pytest.raises(InvalidTransitionError, match="outcome_unknown"):
+        ledger.reveal_task_id("j1", "ta9")
+    assert ledger.events("j1")[-1] == last
+
+
+def test_only_an_outcome_unknown_job_without_a_task_takes_one_from_a_callback(
+    ledger: Ledger,
+) -> None:
+    ledger.record_job(new_job("recorded"))
+    start(ledger, "submitting")
+    start(ledger, "queued", "ta1")
+    start(ledger, "stopped", "ta2")
+    ledger.record_state("stopped", JobState.STOPPED)
+    start(ledger, "failed")
+    ledger.record_error("failed", JobState.FAILED, kind="BadRequestError", message="refused")
+    for job_id in ("recorded", "submitting", "queued", "stopped", "failed"):
+        before = ledger.job(job_id), ledger.events(job_id)
+        with pytest.raises(InvalidTransitionError):
+            ledger.reveal_task_id(job_id, "ta-from-callback")
+        assert (ledger.job(job_id), ledger.events(job_id)) == before
+    start(ledger, "unknown")
+    ledger.record_error("unknown", JobState.OUTCOME_UNKNOWN, kind="x", message="y")
+    with pytest.raises(LedgerError, match="another job"):  # the task is the queued job's
+        ledger.reveal_task_id("unknown", "ta1")
+    with pytest.raises(ValueError):
+        ledger.reveal_task_id("unknown", "")
+    assert ledger.job("unknown").state is JobState.OUTCOME_UNKNOWN
+    assert ledger.job("unknown").task_id is None
+
+
 def test_unknown_jobs_raise(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="no job"):
         ledger.record_state("nope", JobState.RUNNING)
@@ -262,13 +329,6 @@ def test_unknown_jobs_raise(ledger: Ledger) -> None:
         ledger.record_result("nope", 0, path="p", sha256="s", source_url="u")
     assert ledger.job("nope") is None
     assert ledger.events("nope") == []
-
-
-def test_state_sets_are_consistent() -> None:
-    assert RESUME_STATES.isdisjoint(TERMINAL_STATES)
-    assert JobState.DONE.is_final and JobState.FAILED.is_final
-    assert JobState.STOPPED.is_terminal and not JobState.STOPPED.is_final
-    assert not JobState.SUBMITTING.is_terminal
 
 
 # --- recovery after a restart -------------------------------------------------------------------

@@ -20,7 +20,8 @@ from providers.settings import service_configs
 from providers.simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
 from studio.jobs import JobRunner
-from studio.ledger import JobState, Ledger
+from studio.ledger import Ledger
+from studio.lifecycle import JobState
 from studio.references import ReferenceHost
 
 GEMPIX2 = "google/gempix2"

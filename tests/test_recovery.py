@@ -36,7 +36,8 @@ from providers.errors import InvalidRequestError
 from studio.config import load_config
 from studio.downloads import DownloadError, FetchedImage
 from studio.jobs import JobRunner, owner_folder
-from studio.ledger import RECHECKABLE_STATES, JobRow, JobState
+from studio.ledger import JobRow
+from studio.lifecycle import RECHECKABLE_STATES, JobState
 from studio.metadata import read_parameters
 
 pytestmark = pytest.mark.slow
