@@ -27,7 +27,6 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from components.handlers import Studio
 from components.page import CSS, PAGE_JS, Page, build_page
-from providers.registry import PROVIDER_NAMES
 from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH
 from studio.jobs import JobRunner
@@ -90,9 +89,9 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
     for folder in (config.outputs_dir, config.references_dir):
         folder.mkdir(parents=True, exist_ok=True)
     backends = backends or Backends(
-        config.services, simulator_time_scale=config.simulator_time_scale
+        config.catalog, config.services, simulator_time_scale=config.simulator_time_scale
     )
-    ledger = Ledger(config.ledger_path)
+    ledger = Ledger(config.ledger_path, known_services=[s.id for s in config.catalog.services])
     runner = JobRunner(
         backends=backends,
         ledger=ledger,
@@ -105,7 +104,7 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         reference_host=ReferenceHost(config.references_dir, config.public_url),
         multi_user=config.multi_user,
     )
-    offline = [PROVIDER_NAMES[s] for s, c in config.services.items() if not c.has_key]
+    offline = [config.catalog.service(s).label for s in backends.offline_services()]
     page = build_page(
         studio,
         offline_services=offline,

@@ -6,7 +6,7 @@ Run: `.venv/bin/python -m bench.concurrency_bench [--users 1,10,50] [--time-scal
 
 Where the image service runs (--service):
 
-- "process" (the default): the simulator is its own process (`python -m providers.simulator`
+- "process" (the default): the simulator is its own process (`python -m simulator`
   on a free port), as a real service is its own machine. The app gets `APIXO_BASE_URL` pointing
   at it and a key, so it talks to it with its real client over HTTP, and `PUBLIC_URL` set to
   its own address, so the simulator's callbacks wake each watcher the moment a task finishes
@@ -87,7 +87,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from gradio_client import Client
 
-from providers.capabilities import model_spec
+from providers.services import CATALOG
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -262,11 +262,11 @@ def running_server(
 def running_simulator(
     time_scale: float, workdir: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m providers.simulator` on a free port, accepting only SERVICE_KEY."""
+    """`python -m simulator` on a free port, accepting only SERVICE_KEY."""
     port = free_port()
     url = f"http://{HOST}:{port}"
     argv = [
-        *(sys.executable, "-m", "providers.simulator", "--host", HOST, "--port", str(port)),
+        *(sys.executable, "-m", "simulator", "--host", HOST, "--port", str(port)),
         *("--time-scale", str(time_scale), "--api-key", SERVICE_KEY, "--log-level", "warning"),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": HOST, "no_proxy": HOST}
@@ -456,7 +456,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def ideal_ratio(users: int) -> float:
     """E[max of `users` uniform draws from the 1K window] / mean draw."""
-    low, high = model_spec(MODEL).expected_window(RESOLUTION)
+    low, high = CATALOG.model(MODEL).expected_window(RESOLUTION)
     return (low + (high - low) * users / (users + 1)) / ((low + high) / 2)
 
 
@@ -509,7 +509,7 @@ def bench_config(
     runs: list[Run] = []
     notes: list[str] = []
     hwm_mb: float | None = None
-    task_max = model_spec(MODEL).expected_window(RESOLUTION)[1] * time_scale
+    task_max = CATALOG.model(MODEL).expected_window(RESOLUTION)[1] * time_scale
     with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         service_url, service_proc = None, None
@@ -638,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         single = next(r.wall for r in runs if r.users == 1)
         rows += [(config.name, run, run.wall / single) for run in runs]
 
-    low, high = model_spec(MODEL).expected_window(RESOLUTION)
+    low, high = CATALOG.model(MODEL).expected_window(RESOLUTION)
     print(
         f"\n## Concurrency: {MODEL} {RESOLUTION}, 1 image per user, "
         f"SIMULATOR_TIME_SCALE={args.time_scale:g} "

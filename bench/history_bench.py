@@ -25,7 +25,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from providers.capabilities import MODELS
+from providers.services import CATALOG
 from studio.ledger import Ledger, NewJob
 from studio.lifecycle import JobState
 
@@ -49,7 +49,7 @@ OUTCOMES = [JobState.DONE] * 14 + [
 def build(path: Path, rng: random.Random) -> None:
     now = [1_700_000_000.0]
     ledger = Ledger(path, clock=lambda: now[0])
-    models = list(MODELS.values())
+    models = list(CATALOG.models.values())
     try:
         for n in range(JOBS):
             now[0] += rng.uniform(5, 600)
@@ -61,7 +61,7 @@ def build(path: Path, rng: random.Random) -> None:
                     service=spec.service,
                     model=spec.id,
                     prompt=prompt,
-                    params={"aspect_ratio": spec.default_aspect_ratio, "variant": n % 4},
+                    params={"aspect_ratio": spec.defaults.aspect_ratio, "variant": n % 4},
                     reference_hashes=[f"{rng.getrandbits(256):064x}"] * rng.randint(0, 3),
                 )
             )
@@ -109,7 +109,7 @@ def measure_history_tab(ledger: Ledger, tmp: Path) -> list[tuple[str, tuple[floa
     from studio.jobs import JobRunner
     from studio.references import ReferenceHost
 
-    backends = Backends(service_configs({}))
+    backends = Backends(CATALOG, service_configs(CATALOG, {}))
     runner = JobRunner(backends=backends, ledger=ledger, outputs_dir=tmp)
     studio = Studio(runner=runner, reference_host=ReferenceHost(tmp / "refs", None))
     loop = asyncio.new_event_loop()

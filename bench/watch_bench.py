@@ -2,12 +2,12 @@
 
 Run: `.venv/bin/python -m bench.watch_bench [--tasks N] [--time-scale S] [--seed K]`
 
-Everything runs in-process against `providers.simulator` through `httpx.ASGITransport`, with the
+Everything runs in-process against `simulator` through `httpx.ASGITransport`, with the
 real clients from `providers.registry.build_client` and the real `providers.watch.watch_task`
 loop. Each strategy is only a different `PollSchedule`, so the loop, the clients and the
 transport are the same code for all three:
 
-1. "ours":        `providers.registry.schedule_for(request, time_scale)` (the studio's schedule);
+1. "ours":        `providers.registry.schedule_for(spec, request, time_scale)` (the studio's);
 2. "seed recipe": apixo's advice, "submit, wait 20 seconds, then poll every 3 seconds";
 3. "fixed 1 s":   a read every second from submit.
 
@@ -58,11 +58,12 @@ from dataclasses import dataclass, fields
 
 import httpx
 
-from providers.capabilities import model_spec
+from providers.capabilities import ImageSettings
 from providers.registry import ImageClient, build_client, schedule_for
-from providers.simulator import Simulator, SimulatorConfig
+from providers.services import CATALOG
 from providers.types import GenerationRequest, TaskState, TaskStatus
 from providers.watch import PollSchedule, watch_task
+from simulator import Simulator, SimulatorConfig
 
 BASE_URL = "http://simulator.test"
 API_KEY = "bench-key"
@@ -80,9 +81,18 @@ class Group:
 
 
 GROUPS = (
-    Group("nano-banana-pro 1K", GenerationRequest("nano-banana-pro", PROMPT, resolution="1K")),
-    Group("nano-banana-pro 2K", GenerationRequest("nano-banana-pro", PROMPT, resolution="2K")),
-    Group("nano-banana-pro 4K", GenerationRequest("nano-banana-pro", PROMPT, resolution="4K")),
+    Group(
+        "nano-banana-pro 1K",
+        GenerationRequest("nano-banana-pro", PROMPT, settings=ImageSettings(resolution="1K")),
+    ),
+    Group(
+        "nano-banana-pro 2K",
+        GenerationRequest("nano-banana-pro", PROMPT, settings=ImageSettings(resolution="2K")),
+    ),
+    Group(
+        "nano-banana-pro 4K",
+        GenerationRequest("nano-banana-pro", PROMPT, settings=ImageSettings(resolution="4K")),
+    ),
     Group("google/gempix2", GenerationRequest("google/gempix2", PROMPT)),
 )
 
@@ -175,10 +185,10 @@ async def run_group(
     """Submit N tasks of `group`; every strategy watches every task, all at once."""
     sim = Simulator(SimulatorConfig(time_scale=time_scale, seed=seed * 1000 + index))
     sim.prewarm = _no_prewarm  # type: ignore[method-assign]
-    service = model_spec(group.request.model).service
+    service = CATALOG.model(group.request.model).service
     transport = httpx.ASGITransport(app=sim.app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-        client = build_client(service, http, base_url=BASE_URL, api_key=API_KEY)
+        client = build_client(CATALOG.service(service), http, base_url=BASE_URL, api_key=API_KEY)
         sources = {s.name: CountedReads(client) for s in strategies}
         schedules = {s.name: s.schedule(group.request, time_scale) for s in strategies}
 
@@ -280,11 +290,13 @@ async def main_async(n: int, time_scale: float, seed: int) -> None:
     print(f"- tasks per group and strategy (N): {n}")
     print(f"- time_scale: {time_scale:g} (1 ms of timer error = {0.001 / time_scale:.3f} s here)")
     print(f"- seed: {seed} (simulator seed = seed * 1000 + group index)")
-    print(f"- ours = schedule_for(request): PollSchedule defaults {settings}")
+    print(
+        f"- ours = schedule_for(spec, request): PollSchedule defaults {settings}"
+    )
     print(
         "- expected windows (s): "
         + "; ".join(
-            f"{g.name} {model_spec(g.request.model).expected_window(g.request.resolution)}"
+            f"{g.name} {CATALOG.model(g.request.model).expected_window(g.request.resolution)}"
             for g in GROUPS
         )
     )

@@ -1,7 +1,7 @@
 """The generation form: model, prompt, references, settings, keys, buttons.
 
-Everything a control offers comes from the capability table; `reshape` is the one place that
-turns a model into control updates.
+Everything a control offers comes from the catalog (models, settings, one key box per
+service); `reshape` is the one place that turns a model into control updates.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from providers.capabilities import DEFAULT_MODEL, MODELS, ModelSpec, model_spec
+from providers.capabilities import ImageSettings, ModelSpec
+from providers.catalog import Catalog, ServiceDescriptor
 
 VARIANTS_MAX = 4
 
@@ -31,8 +32,15 @@ class Controls:
     variants: gr.Slider
     generate: gr.Button
     stop: gr.Button
-    defapi_key: gr.Textbox
-    apixo_key: gr.Textbox
+    keys: dict[str, gr.Textbox]  # by service id
+
+    @property
+    def setting_boxes(self) -> list[gr.components.Component]:
+        return [self.aspect_ratio, self.resolution, self.output_format, self.routing]
+
+    @property
+    def key_boxes(self) -> list[gr.Textbox]:
+        return list(self.keys.values())
 
 
 def references_label(spec: ModelSpec) -> str:
@@ -43,10 +51,15 @@ def model_info(spec: ModelSpec) -> str:
     return f"*{spec.description}*"
 
 
-def build_controls(key_notes: dict[str, str]) -> Controls:
-    spec = model_spec(DEFAULT_MODEL)
+def key_label(service: ServiceDescriptor) -> str:
+    models = ", ".join(m.label for m in service.models)
+    return f"{service.vendor} key ({models})"
+
+
+def build_controls(catalog: Catalog) -> Controls:
+    spec = catalog.model(catalog.default_model)
     model = gr.Dropdown(
-        choices=[(m.label, m.id) for m in MODELS.values()],
+        choices=[(m.label, m.id) for m in catalog.models.values()],
         value=spec.id,
         label="Model",
         elem_id="model",
@@ -82,36 +95,36 @@ def build_controls(key_notes: dict[str, str]) -> Controls:
         max_lines=5,
         elem_id="reference-urls",
     )
-    settings_box = gr.Column(visible=_takes_settings(spec), elem_id="settings")
+    settings_box = gr.Column(visible=spec.takes_any_setting, elem_id="settings")
     with settings_box, gr.Row():
         aspect = gr.Dropdown(
             choices=list(spec.aspect_ratios),
-            value=spec.default_aspect_ratio,
+            value=spec.defaults.aspect_ratio,
             label="Aspect ratio",
-            visible=spec.takes_aspect_ratio,
+            visible=spec.takes("aspect_ratio"),
             elem_id="aspect-ratio",
         )
         resolution = gr.Radio(
             choices=list(spec.resolutions),
-            value=spec.default_resolution,
+            value=spec.defaults.resolution,
             label="Resolution",
-            visible=spec.takes_resolution,
+            visible=spec.takes("resolution"),
             elem_id="resolution",
         )
     with settings_box, gr.Row():
         output_format = gr.Radio(
             choices=list(spec.output_formats),
-            value=spec.default_output_format,
+            value=spec.defaults.output_format,
             label="Output format",
-            visible=spec.takes_output_format,
+            visible=spec.takes("output_format"),
             elem_id="output-format",
         )
         routing = gr.Radio(
             choices=list(spec.routings),
-            value=spec.default_routing,
+            value=spec.defaults.routing,
             label="Routing",
             info="apixo's provider choice: auto, cheaper (value) or official",
-            visible=spec.takes_routing,
+            visible=spec.takes("routing"),
             elem_id="routing",
         )
     variants = gr.Slider(1, VARIANTS_MAX, value=1, step=1, label="Variants", elem_id="variants")
@@ -123,18 +136,17 @@ def build_controls(key_notes: dict[str, str]) -> Controls:
             "Keys stay in this browser and are sent only with a generation. "
             "Without a key, a service runs as an offline preview."
         )
-        defapi_key = gr.Textbox(
-            label="defapi key (GemPix2, Gemini 2.5 Flash Image)",
-            type="password",
-            placeholder=key_notes.get("defapi", "dk-…"),
-            elem_id="defapi-key",
-        )
-        apixo_key = gr.Textbox(
-            label="apixo key (Nano Banana Pro)",
-            type="password",
-            placeholder=key_notes.get("apixo", ""),
-            elem_id="apixo-key",
-        )
+        keys = {
+            service.id: gr.Textbox(
+                label=key_label(service),
+                type="password",
+                placeholder=f"set {service.key_env} or paste a key ({service.key_hint})"
+                if service.key_hint
+                else f"set {service.key_env} or paste a key",
+                elem_id=service.key_field.replace("_", "-"),
+            )
+            for service in catalog.services
+        }
     return Controls(
         model,
         info,
@@ -150,54 +162,24 @@ def build_controls(key_notes: dict[str, str]) -> Controls:
         variants,
         generate,
         stop,
-        defapi_key,
-        apixo_key,
+        keys,
     )
 
 
-def _takes_settings(spec: ModelSpec) -> bool:
-    return spec.takes_aspect_ratio or spec.takes_resolution or spec.takes_output_format
-
-
-def settings_visibility(model_id: str) -> dict:
+def settings_visibility(spec: ModelSpec) -> dict:
     """Hide the settings box when the model takes none (it would leave an empty gap)."""
-    return gr.update(visible=_takes_settings(model_spec(model_id)))
+    return gr.update(visible=spec.takes_any_setting)
 
 
-def _keep(value: str | None, allowed: tuple[str, ...], default: str | None) -> str | None:
-    return value if value in allowed else default
-
-
-def reshape(
-    model_id: str,
-    aspect: str | None,
-    resolution: str | None,
-    output_format: str | None,
-    routing: str | None,
-) -> tuple[dict, ...]:
-    """Control updates for `model_id`: what it cannot take is hidden or reset to its default."""
-    spec = model_spec(model_id)
+def reshape(spec: ModelSpec, current: ImageSettings) -> tuple[dict, ...]:
+    """Control updates for `spec`: what it cannot take is hidden, what it takes keeps the
+    current value where allowed, else its default."""
+    kept = spec.settings_for(current)
     return (
         gr.update(value=model_info(spec)),
         gr.update(label=references_label(spec)),
-        gr.update(
-            choices=list(spec.aspect_ratios),
-            visible=spec.takes_aspect_ratio,
-            value=_keep(aspect, spec.aspect_ratios, spec.default_aspect_ratio),
-        ),
-        gr.update(
-            choices=list(spec.resolutions),
-            visible=spec.takes_resolution,
-            value=_keep(resolution, spec.resolutions, spec.default_resolution),
-        ),
-        gr.update(
-            choices=list(spec.output_formats),
-            visible=spec.takes_output_format,
-            value=_keep(output_format, spec.output_formats, spec.default_output_format),
-        ),
-        gr.update(
-            choices=list(spec.routings),
-            visible=spec.takes_routing,
-            value=_keep(routing, spec.routings, spec.default_routing),
+        *(
+            gr.update(choices=list(spec.choices(name)), visible=spec.takes(name), value=value)
+            for name, value in kept.as_dict().items()
         ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import gradio as gr
 
 from components.controls import VARIANTS_MAX, reshape, settings_visibility
-from providers.capabilities import MODELS, Service, model_spec
+from providers.capabilities import ImageSettings, ModelSpec
+from providers.catalog import Catalog
 from providers.errors import ImageServiceError
 from studio.jobs import JobRunner, JobSpec
 from studio.netguard import UnsafeUrlError, resolve_public_addresses
@@ -36,6 +37,10 @@ class Studio:
     runner: JobRunner
     reference_host: ReferenceHost
     multi_user: bool = False
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.runner.catalog
 
 
 def user_error(message: str) -> gr.Error:
@@ -67,6 +72,7 @@ def reference_count(files: Sequence[Any] | None, urls: str | None) -> int:
 
 
 def on_model_change(
+    catalog: Catalog,
     model: str,
     aspect: str | None,
     resolution: str | None,
@@ -74,22 +80,20 @@ def on_model_change(
     routing: str | None,
     files: Sequence[Any] | None,
 ) -> tuple[Any, ...]:
-    kept = trim_references(model, files)
-    return (
-        *reshape(model, aspect, resolution, output_format, routing),
-        kept,
-        kept,
-        settings_visibility(model),
-    )
+    spec = catalog.model(model)
+    kept = trim_references(catalog, model, files)
+    current = ImageSettings(aspect, resolution, output_format, routing)
+    return (*reshape(spec, current), kept, kept, settings_visibility(spec))
 
 
-def trim_references(model: str, files: Sequence[Any] | None) -> list[str]:
+def trim_references(catalog: Catalog, model: str, files: Sequence[Any] | None) -> list[str]:
     """Keep the first `max_references` files, warning about the rest."""
     paths = file_paths(files)
-    cap = model_spec(model).max_references
+    spec = catalog.model(model)
+    cap = spec.max_references
     if len(paths) > cap:
         dropped = ", ".join(Path(p).name for p in paths[cap:])
-        gr.Warning(f"{model_spec(model).label} takes at most {cap} references; removed {dropped}.")
+        gr.Warning(f"{spec.label} takes at most {cap} references; removed {dropped}.")
     return paths[:cap]
 
 
@@ -97,6 +101,7 @@ def trim_references(model: str, files: Sequence[Any] | None) -> list[str]:
 
 
 def validate_generate(
+    catalog: Catalog,
     model: str,
     prompt: str,
     reference_images: Sequence[Any] | None,
@@ -106,12 +111,11 @@ def validate_generate(
     output_format: str | None,
     routing: str | None,
     variants: float | None,
-    defapi_key: str | None,
-    apixo_key: str | None,
 ) -> list[Any]:
-    known = model in MODELS
+    """One verdict per form input (the key boxes after these always pass)."""
+    known = model in catalog.models
     count = reference_count(reference_images, reference_urls)
-    cap = model_spec(model).max_references if known else 0
+    cap = catalog.models[model].max_references if known else 0
     return [
         gr.validate(known, f"Unknown model {model!r}."),
         gr.validate(bool((prompt or "").strip()), "Write a prompt first."),
@@ -127,8 +131,6 @@ def validate_generate(
         gr.validate(
             1 <= int(variants or 1) <= VARIANTS_MAX, f"Variants must be 1 to {VARIANTS_MAX}."
         ),
-        gr.validate(True, ""),
-        gr.validate(True, ""),
     ]
 
 
@@ -203,14 +205,17 @@ async def generate(
     output_format: str | None = None,
     routing: str | None = None,
     variants: float | None = 1,
-    defapi_key: str | None = None,
-    apixo_key: str | None = None,
+    *,
+    keys: Mapping[str, str] | None = None,
     owner: str = "",
 ) -> AsyncIterator[tuple[GalleryItems, str, list[str]]]:
-    """Submit `variants` tasks and stream (gallery, status, job ids) until all end."""
-    if model not in MODELS:
-        raise user_error(f"Unknown model {model!r}; choose one of: {', '.join(MODELS)}.")
-    spec = model_spec(model)
+    """Submit `variants` tasks and stream (gallery, status, job ids) until all end.
+
+    `keys` are the visitor's own keys by service id."""
+    catalog = studio.catalog
+    if model not in catalog.models:
+        raise user_error(catalog.unknown_model_sentence(model))
+    spec = catalog.model(model)
     count = reference_count(reference_images, reference_urls)
     # Layer 3 of the reference cap: API callers skip the page's trimming and validator.
     if count > spec.max_references:
@@ -227,18 +232,10 @@ async def generate(
         reference_urls=urls,
         reference_hashes=hashes,
         # Settings the model does not take are dropped; missing ones take the model's default.
-        aspect_ratio=(aspect_ratio or spec.default_aspect_ratio)
-        if spec.takes_aspect_ratio
-        else None,
-        resolution=(resolution or spec.default_resolution) if spec.takes_resolution else None,
-        output_format=(output_format or spec.default_output_format)
-        if spec.takes_output_format
-        else None,
-        routing=(routing or spec.default_routing) if spec.takes_routing else None,
+        settings=_fill(spec, ImageSettings(aspect_ratio, resolution, output_format, routing)),
     )
-    key = defapi_key if spec.service is Service.GEMPIX2 else apixo_key
     try:
-        job_ids = await studio.runner.start(job, variants=n, owner=owner, visitor_key=key)
+        job_ids = await studio.runner.start(job, variants=n, owner=owner, visitor_keys=keys)
     except ImageServiceError as exc:
         raise user_error(exc.user_message()) from None
     try:
@@ -248,6 +245,19 @@ async def generate(
         # Stop pressed: stop watching now (the services have no cancel; ids stay in history).
         await studio.runner.stop(job_ids)
         raise
+
+
+def _fill(spec: ModelSpec, wanted: ImageSettings) -> ImageSettings:
+    """Missing settings take the model's defaults and untaken ones are dropped; a given value
+    the model cannot take stays, so the runner refuses it with a sentence naming it."""
+    filled = spec.settings_for(wanted)
+    given = wanted.given()
+    return ImageSettings(
+        **{
+            name: given.get(name, value) if spec.takes(name) else None
+            for name, value in filled.as_dict().items()
+        }
+    )
 
 
 async def reattach(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from providers.capabilities import MODELS
+from providers.catalog import Catalog
 from studio.lifecycle import JobState
 
 ALL = "all"
@@ -33,11 +33,11 @@ class HistoryView:
 COLUMNS = ["when", "prompt", "model", "settings", "state", "images"]
 
 
-def build_history() -> HistoryView:
+def build_history(catalog: Catalog) -> HistoryView:
     with gr.Row():
         search = gr.Textbox(label="Search prompts", scale=3, elem_id="history-search")
         model = gr.Dropdown(
-            choices=[("All models", ALL)] + [(m.label, m.id) for m in MODELS.values()],
+            choices=[("All models", ALL)] + [(m.label, m.id) for m in catalog.models.values()],
             value=ALL,
             label="Model",
             scale=2,

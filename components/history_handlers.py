@@ -21,7 +21,8 @@ import gradio as gr
 from components.controls import reshape
 from components.handlers import Studio, file_paths, user_error
 from components.history import ALL
-from providers.capabilities import MODELS, Service, model_spec
+from providers.capabilities import ImageSettings
+from providers.catalog import Catalog
 from providers.errors import ImageServiceError
 from studio.ledger import JobRow
 from studio.metadata import read_parameters
@@ -62,8 +63,8 @@ def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
 
 
-def _label(model: str) -> str:
-    return MODELS[model].label if model in MODELS else model
+def _label(catalog: Catalog, model: str) -> str:
+    return catalog.models[model].label if model in catalog.models else model
 
 
 def _kept(row: JobRow) -> list[str]:
@@ -88,23 +89,23 @@ async def load_history(
         limit=PAGE_SIZE,
     )
     # Building the listing checks each file on disk: done off the event loop.
-    return await asyncio.to_thread(_listing, rows)
+    return await asyncio.to_thread(_listing, studio.catalog, rows)
 
 
 def _listing(
-    rows: list[JobRow],
+    catalog: Catalog, rows: list[JobRow]
 ) -> tuple[list[tuple[str, str]], list[list[Any]], list[str], list[str]]:
     thumbnails, thumb_ids, table, row_ids = [], [], [], []
     for row in rows:
         kept = _kept(row)
         for path in kept:
-            thumbnails.append((path, f"{row.prompt[:60]} · {_label(row.model)}"))
+            thumbnails.append((path, f"{row.prompt[:60]} · {_label(catalog, row.model)}"))
             thumb_ids.append(row.job_id)
         table.append(
             [
                 _when(row.created_at),
                 row.prompt,
-                _label(row.model),
+                _label(catalog, row.model),
                 _settings(row),
                 row.state.value.replace("_", " "),
                 len(kept),
@@ -127,8 +128,9 @@ async def _row(studio: Studio, client_id: str | None, job_id: str | None) -> Job
 
 async def describe(studio: Studio, client_id: str | None, job_id: str | None) -> str:
     row = await _row(studio, client_id, job_id)
+    state = row.state.value.replace("_", " ")
     lines = [
-        f"**{_label(row.model)}** · {row.state.value.replace('_', ' ')} · {_when(row.created_at)}",
+        f"**{_label(studio.catalog, row.model)}** · {state} · {_when(row.created_at)}",
         f"> {row.prompt}",
         f"Settings: {_settings(row) or 'defaults'}",
     ]
@@ -145,32 +147,19 @@ async def describe(studio: Studio, client_id: str | None, job_id: str | None) ->
     return "\n\n".join(lines)
 
 
-def _settings_updates(params: dict[str, Any], model: str, prompt: str) -> tuple[Any, ...]:
-    spec = model_spec(model)
-    info, refs_label, aspect, resolution, fmt, routing = reshape(
-        model,
-        params.get("aspect_ratio"),
-        params.get("resolution"),
-        params.get("output_format"),
-        params.get("routing"),
-    )
-    return (
-        gr.update(value=spec.id),
-        gr.update(value=prompt),
-        info,
-        refs_label,
-        aspect,
-        resolution,
-        fmt,
-        routing,
-    )
+def _settings_updates(
+    catalog: Catalog, params: dict[str, Any], model: str, prompt: str
+) -> tuple[Any, ...]:
+    spec = catalog.model(model)
+    info, refs_label, *settings = reshape(spec, ImageSettings.from_mapping(params))
+    return (gr.update(value=spec.id), gr.update(value=prompt), info, refs_label, *settings)
 
 
 async def recall(studio: Studio, client_id: str | None, job_id: str | None) -> tuple[Any, ...]:
     """Updates for model, prompt, model info, references label, aspect, resolution, format,
     routing."""
     row = await _row(studio, client_id, job_id)
-    return _settings_updates(row.params, row.model, row.prompt)
+    return _settings_updates(studio.catalog, row.params, row.model, row.prompt)
 
 
 async def use_as_reference(
@@ -181,11 +170,11 @@ async def use_as_reference(
     if not kept:
         raise user_error("This generation has no saved image to use.")
     files = [*file_paths(current), kept[0]]
-    cap = model_spec(model).max_references
+    spec = studio.catalog.model(model)
+    cap = spec.max_references
     if len(files) > cap:
         gr.Warning(
-            f"{model_spec(model).label} takes at most {cap} references; "
-            "remove one before adding another."
+            f"{spec.label} takes at most {cap} references; remove one before adding another."
         )
         return files[:cap]
     return files
@@ -195,14 +184,13 @@ async def check_again(
     studio: Studio,
     client_id: str | None,
     job_id: str | None,
-    defapi_key: str | None = None,
-    apixo_key: str | None = None,
+    keys: dict[str, str] | None = None,
 ) -> str:
+    """Watch a stopped or timed-out task again; `keys` are the visitor's keys by service id."""
     row = await _row(studio, client_id, job_id)
-    key = defapi_key if model_spec(row.model).service is Service.GEMPIX2 else apixo_key
     try:
         await studio.runner.recheck(
-            row.job_id, owner=owner_for(studio, client_id), visitor_key=key or None
+            row.job_id, owner=owner_for(studio, client_id), visitor_keys=keys
         )
     except ImageServiceError as exc:
         raise user_error(exc.user_message()) from None
@@ -243,13 +231,13 @@ async def zip_shown(studio: Studio, client_id: str | None, job_ids: list[str] | 
     return gr.update(value=str(target), visible=True)
 
 
-def restore_from_image(file: Any) -> tuple[Any, ...]:
+def restore_from_image(catalog: Catalog, file: Any) -> tuple[Any, ...]:
     """Settings from the parameters embedded in an image made here."""
     paths = file_paths([file] if file else [])
     if not paths:
         return tuple(gr.update() for _ in range(8))
     params = read_parameters(Path(paths[0]).read_bytes())
-    if not params or params.get("model") not in MODELS:
+    if not params or params.get("model") not in catalog.models:
         raise user_error(f"{Path(paths[0]).name} carries no Image Studio settings.")
     gr.Info("Settings restored from the image.")
-    return _settings_updates(params, str(params["model"]), str(params.get("prompt", "")))
+    return _settings_updates(catalog, params, str(params["model"]), str(params.get("prompt", "")))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +15,7 @@ from components import history_handlers as history
 from components.controls import Controls, build_controls
 from components.handlers import Studio
 from components.history import HistoryView, build_history
+from providers.catalog import Catalog
 
 KEY_STORAGE = "image-studio-keys"
 CLIENT_STORAGE = "image-studio-client"
@@ -91,6 +94,41 @@ def offline_notice(offline_services: Sequence[str]) -> str:
     )
 
 
+# The form's inputs to /generate, in order; each service's key field and the browser id follow.
+FORM_FIELDS: tuple[tuple[str, Any], ...] = (
+    ("model", inspect.Parameter.empty),
+    ("prompt", inspect.Parameter.empty),
+    ("reference_images", None),
+    ("reference_urls", None),
+    ("aspect_ratio", None),
+    ("resolution", None),
+    ("output_format", None),
+    ("routing", None),
+    ("variants", None),
+)
+
+
+def generate_signature(catalog: Catalog) -> inspect.Signature:
+    """The `/generate` parameters: the form, one keyword per service key, the browser id.
+
+    Gradio names the API's parameters after the function's signature, so a service added to
+    the catalog gets its key keyword here without any code naming it."""
+    names = [*FORM_FIELDS, *((field, None) for field in catalog.key_fields), ("client_id", None)]
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature([inspect.Parameter(n, kind, default=d) for n, d in names])
+
+
+def keys_js(catalog: Catalog) -> tuple[str, str]:
+    """Browser-side functions that fill the key boxes from storage and store them back.
+
+    Keys never go to the server except with a generation, so both run as JavaScript only.
+    (A key stored under the field's old short name, e.g. "apixo", is still read.)"""
+    fields = json.dumps(catalog.key_fields)
+    load = f"(k) => {fields}.map((f) => k?.[f] ?? k?.[f.replace(/_key$/, '')] ?? '')"
+    store = f"(...v) => Object.fromEntries({fields}.map((f, i) => [f, v[i] ?? '']))"
+    return load, store
+
+
 def build_page(
     studio: Studio,
     *,
@@ -105,12 +143,7 @@ def build_page(
             with gr.Tab("Generate", id="generate-tab"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=320):
-                        controls = build_controls(
-                            {
-                                "defapi": "set DEFAPI_API_KEY or paste a dk-… key",
-                                "apixo": "set APIXO_API_KEY or paste a key",
-                            }
-                        )
+                        controls = build_controls(studio.catalog)
                     with gr.Column(scale=3, min_width=320):
                         status = gr.Textbox(
                             label="Status",
@@ -130,7 +163,7 @@ def build_page(
                             elem_id="results",
                         )
             with gr.Tab("History", id="history-tab"):
-                history_view = build_history()
+                history_view = build_history(studio.catalog)
         page = Page(
             demo=demo,
             controls=controls,
@@ -139,7 +172,9 @@ def build_page(
             history=history_view,
             tabs=tabs,
             keys=gr.BrowserState(
-                {"defapi": "", "apixo": ""}, storage_key=KEY_STORAGE, secret=browser_secret
+                dict.fromkeys(studio.catalog.key_fields, ""),
+                storage_key=KEY_STORAGE,
+                secret=browser_secret,
             ),
             client_id=gr.BrowserState("", storage_key=CLIENT_STORAGE, secret=browser_secret),
             job_ids=gr.State([]),
@@ -155,24 +190,18 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
     c = page.controls
     h = page.history
     demo = page.demo
+    catalog = studio.catalog
     private: dict[str, Any] = {"api_visibility": "private"}
 
     # Keys and the browser id stay in the browser: these events run as JavaScript only.
     identified = demo.load(None, inputs=[page.client_id], outputs=[page.client_id], js=CLIENT_ID_JS)
-    demo.load(
-        None,
-        inputs=[page.keys],
-        outputs=[c.defapi_key, c.apixo_key],
-        js="(k) => [k?.defapi ?? '', k?.apixo ?? '']",
-    )
-    for box in (c.defapi_key, c.apixo_key):
-        box.change(
-            None,
-            inputs=[c.defapi_key, c.apixo_key],
-            outputs=[page.keys],
-            js="(d, a) => ({defapi: d, apixo: a})",
-            **private,
-        )
+    load_keys, store_keys = keys_js(catalog)
+    demo.load(None, inputs=[page.keys], outputs=c.key_boxes, js=load_keys)
+    for box in c.key_boxes:
+        box.change(None, inputs=c.key_boxes, outputs=[page.keys], js=store_keys, **private)
+
+    def visitor_keys(values: Sequence[str | None]) -> dict[str, str]:
+        return catalog.keys_from(dict(zip(catalog.key_fields, values, strict=True)))
 
     settings = [
         c.model,
@@ -184,8 +213,12 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
         c.output_format,
         c.routing,
     ]
+
+    def on_model_change(*values: Any) -> tuple[Any, ...]:
+        return handlers.on_model_change(catalog, *values)
+
     c.model.change(
-        handlers.on_model_change,
+        on_model_change,
         inputs=[c.model, c.aspect_ratio, c.resolution, c.output_format, c.routing, c.references],
         outputs=[
             c.model_info,
@@ -201,8 +234,12 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
         api_name="reshape",
         **private,
     )
+
+    def trim_references(model: str, files: list[Any] | None) -> list[str]:
+        return handlers.trim_references(catalog, model, files)
+
     c.references.upload(
-        handlers.trim_references,
+        trim_references,
         inputs=[c.model, c.references],
         outputs=[c.references],
         api_name="trim_references",
@@ -216,39 +253,27 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
         **private,
     )
 
-    async def generate(
-        model: str,
-        prompt: str,
-        reference_images: list[Any] | None = None,
-        reference_urls: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        output_format: str | None = None,
-        routing: str | None = None,
-        variants: float | None = None,
-        defapi_key: str | None = None,
-        apixo_key: str | None = None,
-        client_id: str | None = None,
-    ) -> AsyncIterator[tuple[Any, str, list[str]]]:
+    form_size = len(FORM_FIELDS)
+    key_count = len(catalog.key_fields)
+
+    async def generate(*values: Any) -> AsyncIterator[tuple[Any, str, list[str]]]:
+        bound = generate_signature(catalog).bind(*values)
+        bound.apply_defaults()
+        args = list(bound.arguments.values())
+        form, keys, client_id = args[:form_size], args[form_size:-1], args[-1]
         async for update in handlers.generate(
             studio,
-            model,
-            prompt,
-            reference_images,
-            reference_urls,
-            aspect_ratio,
-            resolution,
-            output_format,
-            routing,
-            variants,
-            defapi_key,
-            apixo_key,
+            *form,
+            keys=visitor_keys(keys),
             owner=history.owner_for_new_job(studio, client_id),
         ):
             yield update
 
+    generate.__signature__ = generate_signature(catalog)  # type: ignore[attr-defined]
+
     def validate(*values: Any) -> list[Any]:
-        return [*handlers.validate_generate(*values[:-1]), gr.validate(True, "")]
+        verdicts = handlers.validate_generate(catalog, *values[:form_size])
+        return [*verdicts, *(gr.validate(True, "") for _ in range(key_count + 1))]
 
     inputs = [
         c.model,
@@ -260,8 +285,7 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
         c.output_format,
         c.routing,
         c.variants,
-        c.defapi_key,
-        c.apixo_key,
+        *c.key_boxes,
         page.client_id,
     ]
     outputs = [page.gallery, page.status, page.job_ids]
@@ -363,14 +387,12 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
         **private,
     )
 
-    async def check_again(
-        client_id: str, job_id: str | None, defapi_key: str, apixo_key: str
-    ) -> str:
-        return await history.check_again(studio, client_id, job_id, defapi_key, apixo_key)
+    async def check_again(client_id: str, job_id: str | None, *keys: str | None) -> str:
+        return await history.check_again(studio, client_id, job_id, visitor_keys(keys))
 
     h.check_again.click(
         check_again,
-        inputs=[page.client_id, page.selected, c.defapi_key, c.apixo_key],
+        inputs=[page.client_id, page.selected, *c.key_boxes],
         outputs=[h.details],
         api_name="check_again",
         **private,
@@ -393,8 +415,12 @@ def wire(page: Page, studio: Studio, concurrency_limit: int | None = None) -> No
         api_name="zip",
         **private,
     )
+
+    def restore(file: Any) -> tuple[Any, ...]:
+        return history.restore_from_image(catalog, file)
+
     h.restore_drop.upload(
-        history.restore_from_image,
+        restore,
         inputs=[h.restore_drop],
         outputs=[*settings],
         api_name="restore",

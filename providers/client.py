@@ -1,23 +1,69 @@
-"""The client shape both services share: submit once, read a status, read a callback.
+"""The client shape every service shares: submit once, read a status, read a callback.
 
-Each service module subclasses `ServiceClient` with its paths and its wire format (pure
-functions that build the submit body and parse answers); the HTTP rules live in the transport.
+Each service module subclasses `ServiceClient` with its paths, its `Envelope` (how an answer
+says ok, and where its error text is) and its wire format (pure functions that build the submit
+body and parse answers); the HTTP rules live in the transport.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
 
-from providers.capabilities import Service
-from providers.transport import ServiceTransport
+from providers.errors import ServiceError
+from providers.transport import ServiceTransport, error_for_status, json_body, retry_after_of
 from providers.types import GenerationRequest, SubmittedTask, TaskStatus
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """How a service wraps its answers: `{"code": ok_code, "data": {...}}` on success, an error
+    text under the first of `message_keys` otherwise. The HTTP status is read first (as both
+    seeds advise), then the body's `code`, which can be an error even when HTTP says 200."""
+
+    provider: str
+    ok_code: int
+    message_keys: tuple[str, ...] = ("message",)
+
+    def read(self, response: httpx.Response, *, task_id: str | None = None) -> dict[str, Any]:
+        """The `data` object of a successful answer; otherwise the fitting error from the tree."""
+        body = json_body(response)
+        code = body.get("code") if body is not None else None
+        if response.is_success and body is not None and code == self.ok_code:
+            data = body.get("data")
+            if isinstance(data, dict):
+                return data
+            raise ServiceError("answer without data", provider=self.provider, task_id=task_id)
+        if body is None:
+            message = f"unreadable answer (HTTP {response.status_code})"
+            if response.is_success:
+                raise ServiceError(
+                    message,
+                    provider=self.provider,
+                    task_id=task_id,
+                    status_code=response.status_code,
+                )
+        else:
+            found = (body.get(key) for key in self.message_keys)
+            message = str(next((text for text in found if text), "no message"))
+        status = response.status_code
+        if response.is_success:  # HTTP 200 with a failing body code
+            status = code if isinstance(code, int) and code >= 400 else 400
+        raise error_for_status(
+            status,
+            message,
+            provider=self.provider,
+            task_id=task_id,
+            retry_after=retry_after_of(response),
+        )
+
+
 class ServiceClient:
-    service: ClassVar[Service]
+    service: ClassVar[str]
     provider: ClassVar[str]
+    envelope: ClassVar[Envelope]
     submit_path: ClassVar[str]
     status_path: ClassVar[str]
     task_param: ClassVar[str]  # the status query's task-id parameter
@@ -28,10 +74,6 @@ class ServiceClient:
     # The wire format, supplied by each service as plain functions.
     @staticmethod
     def build_submit_body(request: GenerationRequest) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @staticmethod
-    def read_response(response: httpx.Response, *, task_id: str | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
     @staticmethod
@@ -47,17 +89,25 @@ class ServiceClient:
         return await self._transport.post_once(
             self.submit_path,
             self.build_submit_body(request),
-            lambda response: self.parse_submit(self.read_response(response)),
+            lambda response: self.parse_submit(self.envelope.read(response)),
         )
 
     async def fetch_status(self, task_id: str) -> TaskStatus:
         data = await self._transport.get_with_retry(
             self.status_path,
             {self.task_param: task_id},
-            lambda response: self.read_response(response, task_id=task_id),
+            lambda response: self.envelope.read(response, task_id=task_id),
             task_id=task_id,
         )
         return self.parse_task(data)
 
     def parse_callback(self, payload: dict[str, Any]) -> TaskStatus:
         return self.parse_task(payload)
+
+
+def optional_credits(value: Any) -> float | None:
+    """A credit count as a number, whatever the service sent (`"0.500000"`, 0.5, junk)."""
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

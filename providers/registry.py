@@ -1,15 +1,13 @@
-"""The contract every service client meets, and the explicit table of clients by service."""
+"""The contract every service client meets, and how a client is built from a descriptor."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
 
-from providers.capabilities import MODELS, Service, model_spec
-from providers.gempix2 import GemPix2Client
-from providers.nano_banana_pro import NanoBananaProClient
+from providers.capabilities import ModelSpec
+from providers.catalog import ServiceDescriptor
 from providers.retry import RetryPolicy
 from providers.transport import ServiceTransport, Sleep
 from providers.types import GenerationRequest, SubmittedTask, TaskStatus
@@ -17,7 +15,7 @@ from providers.watch import PollSchedule
 
 
 class ImageClient(Protocol):
-    service: Service
+    service: str
     provider: str
 
     async def submit(self, request: GenerationRequest) -> SubmittedTask: ...
@@ -27,19 +25,8 @@ class ImageClient(Protocol):
     def parse_callback(self, payload: dict[str, Any]) -> TaskStatus: ...
 
 
-CLIENT_TYPES: dict[Service, Callable[[ServiceTransport], ImageClient]] = {
-    Service.GEMPIX2: GemPix2Client,
-    Service.NANO_BANANA_PRO: NanoBananaProClient,
-}
-
-PROVIDER_NAMES = {
-    Service.GEMPIX2: GemPix2Client.provider,
-    Service.NANO_BANANA_PRO: NanoBananaProClient.provider,
-}
-
-
 def build_client(
-    service: Service,
+    service: ServiceDescriptor,
     http: httpx.AsyncClient,
     *,
     base_url: str,
@@ -53,18 +40,16 @@ def build_client(
         http,
         base_url=base_url,
         api_key=api_key,
-        provider=PROVIDER_NAMES[service],
+        provider=service.label,
         retry=retry,
         **extra,
     )
-    return CLIENT_TYPES[service](transport)
+    return service.client(transport)
 
 
-def schedule_for(request: GenerationRequest, time_scale: float = 1.0) -> PollSchedule:
+def schedule_for(
+    spec: ModelSpec, request: GenerationRequest, time_scale: float = 1.0
+) -> PollSchedule:
     """The poll schedule that fits the request's model and resolution."""
-    window = model_spec(request.model).expected_window(request.resolution)
+    window = spec.expected_window(request.settings.resolution)
     return PollSchedule(window=window).scaled(time_scale)
-
-
-def services_in_use() -> set[Service]:
-    return {spec.service for spec in MODELS.values()}

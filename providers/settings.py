@@ -6,17 +6,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from providers.capabilities import Service
-
-_ENV = {
-    Service.GEMPIX2: ("DEFAPI_API_KEY", "DEFAPI_BASE_URL", "https://api.defapi.org"),
-    Service.NANO_BANANA_PRO: ("APIXO_API_KEY", "APIXO_BASE_URL", "https://api.apixo.ai"),
-}
+from providers.catalog import Catalog
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    service: Service
+    service: str
     base_url: str
     api_key: str | None = field(default=None, repr=False)  # never printed
 
@@ -25,12 +20,16 @@ class ServiceConfig:
         return bool(self.api_key)
 
 
-def service_configs(environ: Mapping[str, str] | None = None) -> dict[Service, ServiceConfig]:
-    """Each service's base URL and key; a blank key counts as none."""
+def service_configs(
+    catalog: Catalog, environ: Mapping[str, str] | None = None
+) -> dict[str, ServiceConfig]:
+    """Each service's base URL and key by service id; a blank key counts as none."""
     env = os.environ if environ is None else environ
     configs = {}
-    for service, (key_var, url_var, default_url) in _ENV.items():
-        key = (env.get(key_var) or "").strip() or None
-        base_url = (env.get(url_var) or "").strip().rstrip("/") or default_url
-        configs[service] = ServiceConfig(service=service, base_url=base_url, api_key=key)
+    for service in catalog.services:
+        key = (env.get(service.key_env) or "").strip() or None
+        base_url = (env.get(service.base_url_env) or "").strip().rstrip("/")
+        configs[service.id] = ServiceConfig(
+            service=service.id, base_url=base_url or service.default_base_url, api_key=key
+        )
     return configs

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from providers.capabilities import Service
+from providers.capabilities import NO_SETTINGS, ImageSettings
 
 
 class TaskState(StrEnum):
@@ -29,10 +29,7 @@ class GenerationRequest:
     model: str
     prompt: str
     reference_urls: tuple[str, ...] = ()
-    aspect_ratio: str | None = None
-    resolution: str | None = None
-    output_format: str | None = None
-    routing: str | None = None
+    settings: ImageSettings = NO_SETTINGS
     callback_url: str | None = None
 
 
@@ -40,7 +37,7 @@ class GenerationRequest:
 class SubmittedTask:
     """What a successful submit gives back."""
 
-    service: Service
+    service: str  # the service's id
     task_id: str
 
 
@@ -59,7 +56,7 @@ class GeneratedImage:
 class TaskStatus:
     """One reading of a task's status, from a poll or a callback."""
 
-    service: Service
+    service: str  # the service's id
     task_id: str
     state: TaskState
     provider_state: str

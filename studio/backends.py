@@ -2,6 +2,8 @@
 
 With no key for a service (neither in the environment nor from the visitor), that service runs
 on the in-process simulator: the same client code, the same wire format, placeholder images.
+This is the one place the product reaches the simulator; with every service keyed in the
+environment it is never built.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from providers.capabilities import Service
+from providers.catalog import Catalog
 from providers.registry import ImageClient, build_client
 from providers.settings import ServiceConfig
-from providers.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
 
 SIMULATOR_ORIGIN = "http://simulator.invalid"
 SIMULATOR_KEY = "offline-preview"  # the simulator accepts any key; this one is no secret
@@ -23,7 +25,7 @@ SIMULATOR_KEY = "offline-preview"  # the simulator accepts any key; this one is 
 class Backend:
     """A client ready to use, and what the page should say about it."""
 
-    service: Service
+    service: str
     client: ImageClient
     offline: bool
     time_scale: float = 1.0  # the simulator's speed-up; schedules shrink to match
@@ -34,42 +36,59 @@ class Backends:
 
     def __init__(
         self,
-        configs: dict[Service, ServiceConfig],
+        catalog: Catalog,
+        configs: dict[str, ServiceConfig],
         *,
         simulator_time_scale: float = 0.25,
         http: httpx.AsyncClient | None = None,
         simulator: Simulator | None = None,
     ) -> None:
+        self.catalog = catalog
         self.configs = configs
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
-        self.simulator = simulator or Simulator(SimulatorConfig(time_scale=simulator_time_scale))
-        self.simulator_time_scale = self.simulator.config.time_scale
-        self.simulator_http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.simulator.app), base_url=SIMULATOR_ORIGIN
+        self.simulator: Simulator | None = simulator
+        self.simulator_http: httpx.AsyncClient | None = None
+        if simulator is None and not all(c.has_key for c in configs.values()):
+            self.simulator = Simulator(SimulatorConfig(time_scale=simulator_time_scale))
+        self.simulator_time_scale = (
+            self.simulator.config.time_scale if self.simulator else simulator_time_scale
         )
+        if self.simulator is not None:
+            self.simulator_http = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self.simulator.app), base_url=SIMULATOR_ORIGIN
+            )
 
-    def has_key(self, service: Service) -> bool:
+    def has_key(self, service: str) -> bool:
         return self.configs[service].has_key
 
-    def for_service(self, service: Service, visitor_key: str | None = None) -> Backend:
+    def offline_services(self) -> list[str]:
+        """The services that run on the simulator unless a visitor brings a key."""
+        return [s.id for s in self.catalog.services if not self.has_key(s.id)]
+
+    def for_service(self, service: str, visitor_key: str | None = None) -> Backend:
         """The visitor's key wins over the environment's; with neither, the simulator."""
         config = self.configs[service]
+        descriptor = self.catalog.service(service)
         key = (visitor_key or "").strip() or config.api_key
         if key:
-            client = build_client(service, self.http, base_url=config.base_url, api_key=key)
+            client = build_client(descriptor, self.http, base_url=config.base_url, api_key=key)
             return Backend(service, client, offline=False)
+        assert self.simulator_http is not None  # built whenever a service has no key
         client = build_client(
-            service, self.simulator_http, base_url=SIMULATOR_ORIGIN, api_key=SIMULATOR_KEY
+            descriptor, self.simulator_http, base_url=SIMULATOR_ORIGIN, api_key=SIMULATOR_KEY
         )
         return Backend(service, client, offline=True, time_scale=self.simulator_time_scale)
 
     def trusted_origins(self) -> dict[str, httpx.AsyncClient]:
         """Result URLs on a service's own origin are fetched as the service itself."""
-        origins = {SIMULATOR_ORIGIN: self.simulator_http}
+        origins = {}
+        if self.simulator_http is not None:
+            origins[SIMULATOR_ORIGIN] = self.simulator_http
         for config in self.configs.values():
             origins[config.base_url] = self.http  # the fetcher compares scheme, host and port
         return origins
 
     async def aclose(self) -> None:
         await self.http.aclose()
-        await self.simulator_http.aclose()
+        if self.simulator_http is not None:
+            await self.simulator_http.aclose()

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from providers.capabilities import Service
+from providers.catalog import Catalog
+from providers.services import CATALOG
 from providers.settings import ServiceConfig, service_configs
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -18,7 +19,8 @@ _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 @dataclass(frozen=True)
 class AppConfig:
     data_dir: Path
-    services: dict[Service, ServiceConfig] = field(repr=False)
+    services: dict[str, ServiceConfig] = field(repr=False)
+    catalog: Catalog = CATALOG
     public_url: str | None = None
     multi_user: bool = False
     simulator_time_scale: float = 0.25
@@ -73,14 +75,15 @@ def public_url_from_env(env: Mapping[str, str]) -> str | None:
     return f"https://{hosts[0]}" if hosts else None
 
 
-def load_config(environ: Mapping[str, str] | None = None) -> AppConfig:
+def load_config(environ: Mapping[str, str] | None = None, catalog: Catalog = CATALOG) -> AppConfig:
     env = os.environ if environ is None else environ
     multi = env.get("MULTI_USER", "").lower()
     # Shared unless explicitly single-user: on a Space, or when listening beyond this machine.
     listens_publicly = (env.get("GRADIO_SERVER_NAME") or "127.0.0.1") not in _LOOPBACK_NAMES
     return AppConfig(
         data_dir=default_data_dir(env),
-        services=service_configs(env),
+        services=service_configs(catalog, env),
+        catalog=catalog,
         public_url=public_url_from_env(env),
         multi_user=multi in ("1", "true", "yes")
         or (multi == "" and (bool(env.get("SPACE_ID")) or listens_publicly)),

@@ -13,17 +13,18 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from providers.capabilities import Service, model_spec, request_problems
+from providers.capabilities import NO_SETTINGS, ImageSettings
+from providers.catalog import Catalog
 from providers.errors import InvalidRequestError, task_failure
 from providers.registry import schedule_for
 from providers.types import GenerationRequest, TaskState, TaskStatus
-from providers.watch import watch_task
+from providers.watch import PollSchedule, watch_task
 from studio.backends import Backend, Backends
 from studio.callbacks import accepts_callback, callback_url, revealed_task_id
 from studio.downloads import DownloadError, ResultFetcher
@@ -47,9 +48,6 @@ from studio.progress import Progress
 
 log = logging.getLogger(__name__)
 
-# apixo keeps result URLs for 15 days; defapi does not say.
-_RESULT_LIFETIME = {Service.NANO_BANANA_PRO: 15 * 24 * 3600.0}
-
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -59,20 +57,14 @@ class JobSpec:
     prompt: str
     reference_urls: tuple[str, ...] = ()
     reference_hashes: tuple[str, ...] = ()
-    aspect_ratio: str | None = None
-    resolution: str | None = None
-    output_format: str | None = None
-    routing: str | None = None
+    settings: ImageSettings = NO_SETTINGS
 
-    def problems(self) -> list[str]:
-        return request_problems(
+    def problems(self, catalog: Catalog) -> list[str]:
+        return catalog.request_problems(
             self.model,
             prompt=self.prompt,
             reference_count=len(self.reference_urls),
-            aspect_ratio=self.aspect_ratio,
-            resolution=self.resolution,
-            output_format=self.output_format,
-            routing=self.routing,
+            settings=self.settings,
         )
 
     def request(self, callback_url: str | None = None) -> GenerationRequest:
@@ -80,20 +72,12 @@ class JobSpec:
             model=self.model,
             prompt=self.prompt,
             reference_urls=self.reference_urls,
-            aspect_ratio=self.aspect_ratio,
-            resolution=self.resolution,
-            output_format=self.output_format,
-            routing=self.routing,
+            settings=self.settings,
             callback_url=callback_url,
         )
 
     def params(self) -> dict[str, object]:
-        return {
-            "aspect_ratio": self.aspect_ratio,
-            "resolution": self.resolution,
-            "output_format": self.output_format,
-            "routing": self.routing,
-        }
+        return dict(self.settings.as_dict())
 
 
 @dataclass
@@ -124,6 +108,7 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backends = backends
+        self.catalog: Catalog = backends.catalog
         self.ledger = ledger
         # Without one given, a fetcher that trusts the services' own origins, closed in close().
         self._owns_fetcher = fetcher is None
@@ -135,6 +120,16 @@ class JobRunner:
         self._jobs: dict[str, _Job] = {}
         self._closing = False  # shutting down: leave each job's ledger row for the restart
 
+    def _schedule(self, spec: JobSpec, backend: Backend) -> PollSchedule:
+        """The poll schedule for the spec, on the backend's clock (the simulator runs faster);
+        its window is also when the page expects the task to end."""
+        return schedule_for(self.catalog.model(spec.model), spec.request(), backend.time_scale)
+
+    def _expiry(self, backend: Backend) -> float | None:
+        """When the service's result links stop working, if the service says."""
+        lifetime = self.catalog.service(backend.service).result_lifetime
+        return self.clock() + lifetime if lifetime else None
+
     # ---- starting and following -------------------------------------------------------------
 
     async def start(
@@ -143,13 +138,18 @@ class JobRunner:
         *,
         variants: int = 1,
         owner: str = "",
-        visitor_key: str | None = None,
+        visitor_keys: Mapping[str, str] | None = None,
     ) -> list[str]:
-        """Record and launch `variants` tasks; returns their job ids at once."""
-        problems = spec.problems()
+        """Record and launch `variants` tasks; returns their job ids at once.
+
+        `visitor_keys` are the visitor's own keys by service id; only the one for the spec's
+        service is used (so no key ever reaches another service)."""
+        problems = spec.problems(self.catalog)
         if problems:
             raise InvalidRequestError(" ".join(problems))
-        backend = self.backends.for_service(model_spec(spec.model).service, visitor_key)
+        service = self.catalog.service_of(spec.model).id
+        visitor_key = (visitor_keys or {}).get(service)
+        backend = self.backends.for_service(service, visitor_key)
         key_source = "offline" if backend.offline else "visitor" if visitor_key else "server"
         job_ids = []
         for variant in range(1, variants + 1):
@@ -203,7 +203,7 @@ class JobRunner:
         ]
 
     async def recheck(
-        self, job_id: str, owner: str | None = None, visitor_key: str | None = None
+        self, job_id: str, owner: str | None = None, visitor_keys: Mapping[str, str] | None = None
     ) -> str:
         """Watch again a stopped, timed-out or not-downloaded job (it keeps its task id)."""
         row = await asyncio.to_thread(self.ledger.job, job_id, owner=owner)
@@ -215,7 +215,7 @@ class JobRunner:
         row = await asyncio.to_thread(
             self.ledger.record_state, job_id, JobState.QUEUED, "", detail="checked again"
         )
-        return await self.resume(row, visitor_key)
+        return await self.resume(row, visitor_keys)
 
     async def stop(self, job_ids: Sequence[str]) -> None:
         """Stop watching; the task may still run and bill on the service."""
@@ -233,7 +233,8 @@ class JobRunner:
         genuine call for a job whose submit outcome was unknown reveals its task: watch it."""
         row = await asyncio.to_thread(self.ledger.job, job_id)
         if row is not None and reveals_task_id(row.state, row.task_id):
-            parse = self.backends.for_service(model_spec(row.model).service).client.parse_callback
+            service = self.catalog.service_of(row.model).id
+            parse = self.backends.for_service(service).client.parse_callback
             task_id = revealed_task_id(row, token, payload, parse)
             if task_id is None:
                 return False
@@ -273,14 +274,14 @@ class JobRunner:
     async def _record(
         self, spec: JobSpec, backend: Backend, *, owner: str, variant: int, key_source: str
     ) -> _Job:
-        model = model_spec(spec.model)
+        model = self.catalog.model(spec.model)
         job_id = uuid.uuid4().hex
         row = await asyncio.to_thread(
             self.ledger.record_job,
             NewJob(
                 job_id=job_id,
                 owner=owner,
-                service=model.service.value,
+                service=model.service,
                 model=spec.model,
                 prompt=spec.prompt,
                 params={
@@ -300,7 +301,7 @@ class JobRunner:
             state=JobState.RECORDED,
             offline=backend.offline,
             created_at=row.created_at,
-            expected_seconds=_expected_seconds(spec, backend),
+            expected_seconds=self._schedule(spec, backend).window,
         )
         job = _Job(
             progress=progress,
@@ -376,9 +377,10 @@ class JobRunner:
         rows = await asyncio.to_thread(self.ledger.recover_after_restart)
         return [await self.resume(row) for row in rows]
 
-    async def resume(self, row: JobRow, visitor_key: str | None = None) -> str:
+    async def resume(self, row: JobRow, visitor_keys: Mapping[str, str] | None = None) -> str:
         """Watch again a job found unfinished in the ledger (after a restart or a re-check)."""
-        service = model_spec(row.model).service
+        service = self.catalog.service_of(row.model).id
+        visitor_key = (visitor_keys or {}).get(service)
         if (
             row.params.get("key_source") == "visitor"
             and not visitor_key
@@ -397,12 +399,9 @@ class JobRunner:
             model=row.model,
             prompt=row.prompt,
             reference_hashes=tuple(row.reference_hashes),
-            aspect_ratio=row.params.get("aspect_ratio"),  # type: ignore[arg-type]
-            resolution=row.params.get("resolution"),  # type: ignore[arg-type]
-            output_format=row.params.get("output_format"),  # type: ignore[arg-type]
-            routing=row.params.get("routing"),  # type: ignore[arg-type]
+            settings=ImageSettings.from_mapping(row.params),
         )
-        model = model_spec(row.model)
+        model = self.catalog.model(row.model)
         backend = self.backends.for_service(service, visitor_key)
         job = _Job(
             progress=Progress(
@@ -415,7 +414,7 @@ class JobRunner:
                 offline=backend.offline,
                 created_at=row.created_at,
                 submitted_at=row.submitted_at,
-                expected_seconds=_expected_seconds(spec, backend),
+                expected_seconds=self._schedule(spec, backend).window,
             ),
             backend=backend,
             spec=spec,
@@ -434,7 +433,7 @@ class JobRunner:
     async def _watch_and_keep(self, job: _Job, *, submitted_at: float) -> None:
         assert job.progress.task_id is not None
         backend = job.backend
-        schedule = schedule_for(job.spec.request(), backend.time_scale)
+        schedule = self._schedule(job.spec, backend)
         elapsed = self.clock() - submitted_at
         final: TaskStatus | None = None
         async for status in watch_task(
@@ -501,7 +500,7 @@ class JobRunner:
                     job.progress.job_id,
                     index,
                     source_url="data:" if image.is_data_uri else image.location,
-                    expires_at=_expiry(job.backend, self.clock()),
+                    expires_at=self._expiry(job.backend),
                     message=exc.message,
                 )
                 raise
@@ -555,12 +554,6 @@ class JobRunner:
         )
 
 
-def _expected_seconds(spec: JobSpec, backend: Backend) -> tuple[float, float]:
-    """When the task should end, on the backend's clock (the simulator runs faster): the same
-    window the poll schedule uses."""
-    return schedule_for(spec.request(), backend.time_scale).window
-
-
 def owner_folder(owner: str) -> str:
     """Each visitor's results live under a folder named by a hash of their secret browser id,
     so a file's path cannot be guessed without that id."""
@@ -569,8 +562,3 @@ def owner_folder(owner: str) -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _expiry(backend: Backend, now: float) -> float | None:
-    lifetime = _RESULT_LIFETIME.get(backend.service)
-    return now + lifetime if lifetime else None

@@ -28,15 +28,15 @@ from typing import Any
 import httpx
 import pytest
 
-from providers.capabilities import Service
 from providers.registry import ImageClient, build_client
 from providers.retry import RetryPolicy
+from providers.services import CATALOG
 
 SEEDS_DIR = Path(__file__).parent / "fixtures" / "seeds"
 
 BASE_URLS = {
-    Service.GEMPIX2: "https://api.defapi.org",
-    Service.NANO_BANANA_PRO: "https://api.apixo.ai",
+    "gempix2": "https://api.defapi.org",
+    "nano_banana_pro": "https://api.apixo.ai",
 }
 
 # Looks like a real defapi key; tests assert it never leaks anywhere but the Authorization header.
@@ -90,7 +90,7 @@ async def fake_service(fake_clock):
     raised with the request. The client sleeps on `fake_clock`."""
     opened: list[httpx.AsyncClient] = []
 
-    def make(service: Service, *script: Any, retry: RetryPolicy | None = None) -> FakeService:
+    def make(service: str, *script: Any, retry: RetryPolicy | None = None) -> FakeService:
         steps = list(script)
         requests: list[httpx.Request] = []
 
@@ -104,7 +104,7 @@ async def fake_service(fake_clock):
         http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         opened.append(http)
         client = build_client(
-            service,
+            CATALOG.service(service),
             http,
             base_url=BASE_URLS[service],
             api_key=TEST_API_KEY,

@@ -4,7 +4,7 @@
         [--model M] [--prompt TEXT] [--owner ID] [--pace S]
 
 The runner is built as app.py builds it, except that both services have an API key and a base
-URL pointing at a standalone simulator (`python -m providers.simulator`): the *real* clients
+URL pointing at a standalone simulator (`python -m simulator`): the *real* clients
 talk to it over HTTP, so its tasks outlive this process. `--pace` is the simulator's time scale;
 the poll schedules shrink by the same factor, as they do for the built-in simulator.
 
@@ -43,7 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from providers.capabilities import Service  # noqa: E402
+
+from providers.capabilities import ImageSettings  # noqa: E402
+from providers.services import CATALOG  # noqa: E402
 from providers.settings import ServiceConfig  # noqa: E402
 from providers.transport import ServiceTransport  # noqa: E402
 from studio.backends import Backend, Backends  # noqa: E402
@@ -81,13 +83,11 @@ class PacedBackends(Backends):
     """Real clients (with a key) whose poll schedules run at the standalone simulator's pace.
     Without any key a service still falls back to the built-in simulator, unchanged."""
 
-    def __init__(
-        self, configs: dict[Service, ServiceConfig], *, pace: float, **options: Any
-    ) -> None:
-        super().__init__(configs, **options)
+    def __init__(self, configs: dict[str, ServiceConfig], *, pace: float, **options: Any) -> None:
+        super().__init__(CATALOG, configs, **options)
         self.pace = pace
 
-    def for_service(self, service: Service, visitor_key: str | None = None) -> Backend:
+    def for_service(self, service: str, visitor_key: str | None = None) -> Backend:
         backend = super().for_service(service, visitor_key)
         if backend.offline:
             return backend
@@ -112,7 +112,8 @@ def build_runner(data_dir: Path, base_url: str, pace: float, *, keyed: bool = Tr
 async def close_runner(runner: JobRunner) -> None:
     await runner.close()
     await runner.backends.aclose()
-    await runner.backends.simulator.aclose()
+    if runner.backends.simulator is not None:
+        await runner.backends.simulator.aclose()
     runner.ledger.close()
 
 
@@ -189,10 +190,9 @@ def spec_for(model: str, prompt: str) -> JobSpec:
         return JobSpec(
             model=model,
             prompt=prompt,
-            aspect_ratio="1:1",
-            resolution="1K",
-            output_format="png",
-            routing="auto",
+            settings=ImageSettings(
+                aspect_ratio="1:1", resolution="1K", output_format="png", routing="auto"
+            ),
         )
     return JobSpec(model=model, prompt=prompt)
 
@@ -205,7 +205,7 @@ async def main(args: argparse.Namespace) -> int:
         [job_id] = await runner.start(
             spec_for(args.model, args.prompt),
             owner=args.owner,
-            visitor_key=None if keyed else API_KEY,
+            visitor_keys=None if keyed else {CATALOG.service_of(args.model).id: API_KEY},
         )
         print(f"job {job_id}", flush=True)
         try:

@@ -14,10 +14,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import studio.jobs
-from providers.gempix2 import parse_task as parse_gempix2
+from providers.capabilities import ImageSettings
+from providers.services import CATALOG
+from providers.services.gempix2 import parse_task as parse_gempix2
 from providers.settings import service_configs
-from providers.simulator import Simulator, SimulatorConfig
 from providers.watch import PollSchedule
+from simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH, accepts_callback, callback_url
 from studio.jobs import JobRunner, JobSpec
@@ -72,7 +74,7 @@ async def test_a_callback_wakes_the_watcher_long_before_its_next_poll(
     monkeypatch.setattr(
         studio.jobs,
         "schedule_for",
-        lambda request, scale: PollSchedule(
+        lambda spec, request, scale: PollSchedule(
             window=(1000.0, 2000.0), first_check=1000.0, quiet_interval=1000.0
         ),
     )
@@ -88,7 +90,7 @@ async def test_a_callback_wakes_the_watcher_long_before_its_next_poll(
     receiver = Starlette(routes=[Route(CALLBACK_PATH, deliver, methods=["POST"])])
     callbacks = httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver), base_url=PUBLIC)
     sim = Simulator(SimulatorConfig(time_scale=0.005, seed=3), callback_client=callbacks)
-    backends = Backends(service_configs({}), simulator=sim)
+    backends = Backends(CATALOG, service_configs(CATALOG, {}), simulator=sim)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     runner = JobRunner(
         backends=backends,
@@ -97,7 +99,9 @@ async def test_a_callback_wakes_the_watcher_long_before_its_next_poll(
         public_url=PUBLIC,
     )
     try:
-        spec = JobSpec(model="nano-banana-pro", prompt="a kite", resolution="1K")
+        spec = JobSpec(
+            model="nano-banana-pro", prompt="a kite", settings=ImageSettings(resolution="1K")
+        )
         [job_id] = await runner.start(spec)
         async with asyncio.timeout(10):
             async for progresses in runner.follow([job_id]):
@@ -119,7 +123,7 @@ async def test_a_callback_wakes_the_watcher_long_before_its_next_poll(
 
 async def test_a_forged_callback_wakes_nothing(tmp_path: Path):
     sim = Simulator(SimulatorConfig(time_scale=0.005, seed=3))
-    backends = Backends(service_configs({}), simulator=sim)
+    backends = Backends(CATALOG, service_configs(CATALOG, {}), simulator=sim)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     runner = JobRunner(
         backends=backends,
@@ -158,13 +162,15 @@ async def test_a_callback_reveals_the_task_of_a_job_stopped_while_sending(tmp_pa
     callbacks = httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver), base_url=PUBLIC)
     sim = Simulator(SimulatorConfig(time_scale=0.005, seed=3), callback_client=callbacks)
     sim.faults.push("submit", "hang", hang_seconds=30.0)
-    backends = Backends(service_configs({}), simulator=sim)
+    backends = Backends(CATALOG, service_configs(CATALOG, {}), simulator=sim)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     runner = JobRunner(
         backends=backends, ledger=ledger, outputs_dir=tmp_path / "outputs", public_url=PUBLIC
     )
     try:
-        spec = JobSpec(model="nano-banana-pro", prompt="a kite", resolution="1K")
+        spec = JobSpec(
+            model="nano-banana-pro", prompt="a kite", settings=ImageSettings(resolution="1K")
+        )
         [job_id] = await runner.start(spec)
         async with asyncio.timeout(5):
             while not sim.tasks:  # noqa: ASYNC110 - the simulator's task store has no event
@@ -195,7 +201,7 @@ async def test_a_callback_reveals_the_task_of_a_job_stopped_while_sending(tmp_pa
 
 async def test_a_forged_callback_reveals_no_task(tmp_path: Path):
     sim = Simulator(SimulatorConfig(time_scale=0.005, seed=3))
-    backends = Backends(service_configs({}), simulator=sim)
+    backends = Backends(CATALOG, service_configs(CATALOG, {}), simulator=sim)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     runner = JobRunner(backends=backends, ledger=ledger, outputs_dir=tmp_path / "outputs")
     try:

@@ -22,8 +22,8 @@ import pytest
 from conftest import TEST_API_KEY
 from PIL import Image
 
-from providers import errors
-from providers.capabilities import Service, model_spec
+from providers import errors, registry
+from providers.capabilities import SETTING_NAMES, ImageSettings
 from providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -36,17 +36,18 @@ from providers.errors import (
     TaskNotFoundError,
     WatchTimeoutError,
 )
-from providers.registry import ImageClient, build_client, schedule_for
-from providers.simulator import Simulator, SimulatorConfig
+from providers.registry import ImageClient, build_client
+from providers.services import CATALOG
 from providers.types import GenerationRequest, SubmittedTask, TaskState, TaskStatus
 from providers.watch import PollSchedule, watch_task
+from simulator import Simulator, SimulatorConfig
 
 BASE = "http://simulator.test"
 SCALE = 0.005
 API_KEY = TEST_API_KEY
-PROVIDER_NAME = {Service.GEMPIX2: "GemPix2", Service.NANO_BANANA_PRO: "Nano Banana Pro"}
+PROVIDER_NAME = {"gempix2": "GemPix2", "nano_banana_pro": "Nano Banana Pro"}
 SERVICES = pytest.mark.parametrize(
-    "service", [Service.GEMPIX2, Service.NANO_BANANA_PRO], ids=["gempix2", "nano_banana_pro"]
+    "service", ["gempix2", "nano_banana_pro"], ids=["gempix2", "nano_banana_pro"]
 )
 OK_REFERENCE = "https://refs.test/ok.png"
 MISSING_REFERENCE = "https://refs.test/missing.png"
@@ -62,13 +63,19 @@ def png_data_uri(color: tuple[int, int, int], size: tuple[int, int]) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(color, size)).decode("ascii")
 
 
-def request_for(service: Service, prompt: str, **fields: Any) -> GenerationRequest:
+def request_for(service: str, prompt: str, **fields: Any) -> GenerationRequest:
     """A small request for `service`: GemPix2 has no size settings, apixo gets 1:1 1K png."""
-    if service is Service.GEMPIX2:
+    if service == "gempix2":
         return GenerationRequest(model="google/gempix2", prompt=prompt, **fields)
     settings: dict[str, Any] = {"aspect_ratio": "1:1", "resolution": "1K", "output_format": "png"}
-    settings.update(fields)
-    return GenerationRequest(model="nano-banana-pro", prompt=prompt, **settings)
+    settings.update({k: fields.pop(k) for k in SETTING_NAMES if k in fields})
+    return GenerationRequest(
+        model="nano-banana-pro", prompt=prompt, settings=ImageSettings(**settings), **fields
+    )
+
+
+def schedule_for(request: GenerationRequest, time_scale: float) -> PollSchedule:
+    return registry.schedule_for(CATALOG.model(request.model), request, time_scale)
 
 
 # -- harness -----------------------------------------------------------------------------------
@@ -141,9 +148,13 @@ class Studio:
         self.waits.append(seconds)
         await asyncio.sleep(0)
 
-    def client(self, service: Service) -> ImageClient:
+    def client(self, service: str) -> ImageClient:
         return build_client(
-            service, self.http, base_url=BASE, api_key=API_KEY, sleep=self.fake_sleep
+            CATALOG.service(service),
+            self.http,
+            base_url=BASE,
+            api_key=API_KEY,
+            sleep=self.fake_sleep,
         )
 
     async def wait_for_hooks(self, count: int) -> None:
@@ -292,9 +303,11 @@ async def test_each_model_generates_an_image_of_the_expected_size(
     content_type: str,
     size: tuple[int, int],
 ) -> None:
-    spec = model_spec(model)
+    spec = CATALOG.model(model)
     client = studio.client(spec.service)
-    request = GenerationRequest(model=model, prompt="a lighthouse at dusk", **settings)
+    request = GenerationRequest(
+        model=model, prompt="a lighthouse at dusk", settings=ImageSettings(**settings)
+    )
 
     submitted, statuses = await generate(studio, client, request)
 
@@ -311,9 +324,9 @@ async def test_each_model_generates_an_image_of_the_expected_size(
     record = studio.sim.tasks[submitted.task_id]
     assert record.model == model
     assert record.prompt == "a lighthouse at dusk"
-    if spec.service is Service.GEMPIX2:
+    if spec.service == "gempix2":
         assert final.credits == 0.5
-        assert studio.sim.submissions == [{"model": model, "prompt": "a lighthouse at dusk"}]
+        assert list(studio.sim.submissions) == [{"model": model, "prompt": "a lighthouse at dusk"}]
     else:
         assert record.params["aspect_ratio"] == "16:9"
         assert record.params["resolution"] == "2K"
@@ -323,8 +336,8 @@ async def test_each_model_generates_an_image_of_the_expected_size(
 
 
 async def test_gempix2_data_uri_result_decodes(studio: Studio) -> None:
-    client = studio.client(Service.GEMPIX2)
-    request = request_for(Service.GEMPIX2, "[sim:data_uri] a koi pond")
+    client = studio.client("gempix2")
+    request = request_for("gempix2", "[sim:data_uri] a koi pond")
 
     _, statuses = await generate(studio, client, request)
 
@@ -341,7 +354,7 @@ async def test_gempix2_data_uri_result_decodes(studio: Studio) -> None:
 
 
 @SERVICES
-async def test_data_uri_references_reach_the_task(studio: Studio, service: Service) -> None:
+async def test_data_uri_references_reach_the_task(studio: Studio, service: str) -> None:
     client = studio.client(service)
     references = (png_data_uri((255, 0, 0), (32, 32)), png_data_uri((0, 0, 255), (40, 24)))
     request = request_for(service, "blend these two", reference_urls=references)
@@ -353,7 +366,7 @@ async def test_data_uri_references_reach_the_task(studio: Studio, service: Servi
     assert record.references == list(references)
     assert [image.size for image in record.reference_images] == [(32, 32), (40, 24)]
     assert studio.fetched == []  # data URIs are decoded, never fetched
-    if service is Service.NANO_BANANA_PRO:
+    if service == "nano_banana_pro":
         assert record.params["mode"] == "image-to-image"
         assert studio.sim.submissions[0]["input"]["image_urls"] == list(references)
     else:
@@ -364,7 +377,7 @@ async def test_data_uri_references_reach_the_task(studio: Studio, service: Servi
 
 @SERVICES
 async def test_unreachable_reference_fails_with_invalid_image_url(
-    studio: Studio, service: Service
+    studio: Studio, service: str
 ) -> None:
     client = studio.client(service)
     request = request_for(
@@ -377,7 +390,7 @@ async def test_unreachable_reference_fails_with_invalid_image_url(
     assert final.state is TaskState.FAILED
     assert final.images == ()
     assert final.fail_message == f"Cannot access provided image URL: {MISSING_REFERENCE}"
-    if service is Service.NANO_BANANA_PRO:
+    if service == "nano_banana_pro":
         assert final.fail_code == "INVALID_IMAGE_URL"
     assert sorted(studio.fetched) == [MISSING_REFERENCE, OK_REFERENCE]
     error = failure_of(client, final)
@@ -391,9 +404,9 @@ async def test_unreachable_reference_fails_with_invalid_image_url(
 async def test_unreachable_reference_named_safety_is_still_an_invalid_url(
     studio: Studio,
 ) -> None:
-    client = studio.client(Service.GEMPIX2)
+    client = studio.client("gempix2")
     url = "https://refs.test/safety-vest.png"  # answers 404
-    request = request_for(Service.GEMPIX2, "a worker", reference_urls=(url,))
+    request = request_for("gempix2", "a worker", reference_urls=(url,))
 
     _, statuses = await generate(studio, client, request)
 
@@ -407,7 +420,7 @@ async def test_unreachable_reference_named_safety_is_still_an_invalid_url(
 
 
 @SERVICES
-async def test_submit_unauthorized(studio: Studio, service: Service) -> None:
+async def test_submit_unauthorized(studio: Studio, service: str) -> None:
     studio.sim.faults.push("submit", "unauthorized", service=service)
     client = studio.client(service)
 
@@ -425,14 +438,14 @@ async def test_submit_unauthorized(studio: Studio, service: Service) -> None:
 
 
 @SERVICES
-async def test_submit_bad_request(studio: Studio, service: Service) -> None:
+async def test_submit_bad_request(studio: Studio, service: str) -> None:
     studio.sim.faults.push("submit", "bad_request", service=service)
     client = studio.client(service)
 
     with pytest.raises(BadRequestError) as caught:
         await client.submit(request_for(service, "a red fox"))
 
-    detail = "invalid request parameters" if service is Service.GEMPIX2 else "Invalid parameters"
+    detail = "invalid request parameters" if service == "gempix2" else "Invalid parameters"
     assert caught.value.status_code == 400
     assert caught.value.user_message() == f"The service rejected the request: {detail}"
     assert len(studio.api_requests("POST")) == 1
@@ -440,7 +453,7 @@ async def test_submit_bad_request(studio: Studio, service: Service) -> None:
 
 
 @SERVICES
-async def test_submit_insufficient_credits(studio: Studio, service: Service) -> None:
+async def test_submit_insufficient_credits(studio: Studio, service: str) -> None:
     studio.sim.faults.push("submit", "insufficient_credits", service=service)
     client = studio.client(service)
 
@@ -457,7 +470,7 @@ async def test_submit_insufficient_credits(studio: Studio, service: Service) -> 
 
 
 @SERVICES
-async def test_submit_rate_limited_is_not_resent(studio: Studio, service: Service) -> None:
+async def test_submit_rate_limited_is_not_resent(studio: Studio, service: str) -> None:
     studio.sim.faults.push("submit", "rate_limited", retry_after=7, service=service)
     client = studio.client(service)
 
@@ -476,7 +489,7 @@ async def test_submit_rate_limited_is_not_resent(studio: Studio, service: Servic
 
 
 @SERVICES
-async def test_submit_server_error_is_an_unknown_outcome(studio: Studio, service: Service) -> None:
+async def test_submit_server_error_is_an_unknown_outcome(studio: Studio, service: str) -> None:
     studio.sim.faults.push("submit", "server_error", service=service)
     client = studio.client(service)
 
@@ -496,7 +509,7 @@ async def test_submit_server_error_is_an_unknown_outcome(studio: Studio, service
 
 @SERVICES
 async def test_submit_hang_is_an_unknown_outcome_that_did_start_a_task(
-    make_studio: MakeStudio, service: Service
+    make_studio: MakeStudio, service: str
 ) -> None:
     studio = await make_studio(read_timeout=0.2)
     studio.sim.faults.push("submit", "hang", hang_seconds=5.0, service=service)
@@ -522,7 +535,7 @@ async def test_submit_hang_is_an_unknown_outcome_that_did_start_a_task(
 
 @SERVICES
 async def test_status_rate_limited_waits_retry_after_then_succeeds(
-    studio: Studio, service: Service
+    studio: Studio, service: str
 ) -> None:
     studio.sim.faults.push("status", "rate_limited", retry_after=2, service=service)
     client = studio.client(service)
@@ -538,9 +551,7 @@ async def test_status_rate_limited_waits_retry_after_then_succeeds(
 
 
 @SERVICES
-async def test_status_server_error_is_retried_then_succeeds(
-    studio: Studio, service: Service
-) -> None:
+async def test_status_server_error_is_retried_then_succeeds(studio: Studio, service: str) -> None:
     studio.sim.faults.push("status", "server_error", service=service)
     client = studio.client(service)
 
@@ -554,7 +565,7 @@ async def test_status_server_error_is_retried_then_succeeds(
 
 
 @SERVICES
-async def test_status_not_found(studio: Studio, service: Service) -> None:
+async def test_status_not_found(studio: Studio, service: str) -> None:
     client = studio.client(service)
     submitted = await client.submit(request_for(service, "a red fox"))
     studio.sim.faults.push("status", "not_found", service=service)
@@ -573,7 +584,7 @@ async def test_status_not_found(studio: Studio, service: Service) -> None:
     assert caught.value.user_message() == (
         f"The service does not know this task (task {submitted.task_id})."
     )
-    assert studio.sim.status_queries == [submitted.task_id]  # not retried
+    assert list(studio.sim.status_queries) == [submitted.task_id]  # not retried
     assert studio.waits == []
 
 
@@ -581,9 +592,7 @@ async def test_status_not_found(studio: Studio, service: Service) -> None:
 
 
 @SERVICES
-async def test_content_violation_is_found_by_the_first_check(
-    studio: Studio, service: Service
-) -> None:
+async def test_content_violation_is_found_by_the_first_check(studio: Studio, service: str) -> None:
     client = studio.client(service)
     request = request_for(service, "[sim:content_violation] something forbidden")
 
@@ -594,7 +603,7 @@ async def test_content_violation_is_found_by_the_first_check(
     final = statuses[0]
     assert final.state is TaskState.FAILED
     assert final.fail_message == "Content does not meet safety guidelines"
-    if service is Service.NANO_BANANA_PRO:
+    if service == "nano_banana_pro":
         assert final.fail_code == "CONTENT_VIOLATION"
     error = failure_of(client, final)
     assert type(error) is ContentViolationError
@@ -605,7 +614,7 @@ async def test_content_violation_is_found_by_the_first_check(
 
 
 @SERVICES
-async def test_failed_task_is_task_failed(studio: Studio, service: Service) -> None:
+async def test_failed_task_is_task_failed(studio: Studio, service: str) -> None:
     client = studio.client(service)
 
     submitted, statuses = await generate(studio, client, request_for(service, "[sim:fail] x"))
@@ -614,7 +623,7 @@ async def test_failed_task_is_task_failed(studio: Studio, service: Service) -> N
     assert final.state is TaskState.FAILED
     assert final.images == ()
     assert final.fail_message == "Internal error during image generation"
-    if service is Service.NANO_BANANA_PRO:
+    if service == "nano_banana_pro":
         assert final.fail_code == "INTERNAL_ERROR"
     else:
         assert final.credits == 0.0
@@ -626,9 +635,7 @@ async def test_failed_task_is_task_failed(studio: Studio, service: Service) -> N
 
 
 @SERVICES
-async def test_never_finishing_task_hits_the_watch_deadline(
-    studio: Studio, service: Service
-) -> None:
+async def test_never_finishing_task_hits_the_watch_deadline(studio: Studio, service: str) -> None:
     client = studio.client(service)
     request = request_for(service, "[sim:never_finish] forever")
     submitted = await client.submit(request)
@@ -653,7 +660,7 @@ async def test_never_finishing_task_hits_the_watch_deadline(
 
 
 @SERVICES
-async def test_latency_still_succeeds(studio: Studio, service: Service) -> None:
+async def test_latency_still_succeeds(studio: Studio, service: str) -> None:
     studio.sim.faults.latency = 0.05
     client = studio.client(service)
     request = request_for(service, "a slow fox")
@@ -678,16 +685,16 @@ async def test_latency_still_succeeds(studio: Studio, service: Service) -> None:
 
 
 @SERVICES
-async def test_callback_payload_matches_the_polled_status(studio: Studio, service: Service) -> None:
+async def test_callback_payload_matches_the_polled_status(studio: Studio, service: str) -> None:
     client = studio.client(service)
-    hook_url = f"https://studio.test/hooks/{service.value}"
+    hook_url = f"https://studio.test/hooks/{service}"
     request = request_for(service, "a callback fox", callback_url=hook_url)
 
     submitted = await client.submit(request)
     await asyncio.wait_for(studio.hook_arrived.wait(), 5.0)
 
     body = studio.sim.submissions[0]
-    if service is Service.NANO_BANANA_PRO:
+    if service == "nano_banana_pro":
         assert (body["request_type"], body["callback_url"]) == ("callback", hook_url)
     else:
         assert body["callback_url"] == hook_url
@@ -702,7 +709,7 @@ async def test_callback_payload_matches_the_polled_status(studio: Studio, servic
 
 
 @SERVICES
-async def test_callback_wakes_a_long_watch(studio: Studio, service: Service) -> None:
+async def test_callback_wakes_a_long_watch(studio: Studio, service: str) -> None:
     client = studio.client(service)
     request = request_for(service, "a woken fox", callback_url="https://studio.test/hooks/wake")
     # Without a wake-up this schedule would not read the status for 1000 s.
@@ -718,7 +725,7 @@ async def test_callback_wakes_a_long_watch(studio: Studio, service: Service) -> 
     assert elapsed < 2.0
     assert len(studio.hooks) == 1
     assert [s.state for s in statuses] == [TaskState.SUCCEEDED]
-    assert studio.sim.status_queries == [submitted.task_id]
+    assert list(studio.sim.status_queries) == [submitted.task_id]
 
 
 # -- the key -------------------------------------------------------------------------------
@@ -726,9 +733,9 @@ async def test_callback_wakes_a_long_watch(studio: Studio, service: Service) -> 
 
 async def test_api_key_appears_only_in_the_authorization_header(studio: Studio) -> None:
     raised: list[Exception] = []
-    for service in (Service.GEMPIX2, Service.NANO_BANANA_PRO):
+    for service in ("gempix2", "nano_banana_pro"):
         client = studio.client(service)
-        hook = f"https://studio.test/hooks/{service.value}"
+        hook = f"https://studio.test/hooks/{service}"
         _, statuses = await generate(
             studio, client, request_for(service, "a secret fox", callback_url=hook)
         )
@@ -753,11 +760,11 @@ async def test_api_key_appears_only_in_the_authorization_header(studio: Studio) 
     files = [seen for seen in studio.app.seen if seen.path.startswith("/files/")]
     assert len(files) == 2
     assert all(API_KEY not in task_id for task_id in studio.sim.status_queries)
-    assert API_KEY not in json.dumps(studio.sim.submissions)
+    assert API_KEY not in json.dumps(list(studio.sim.submissions))
     assert API_KEY not in json.dumps(studio.hook_bodies())
     assert all(API_KEY not in str(r.url) for r in studio.hooks)
     for error in raised:
         assert API_KEY not in str(error)
         assert API_KEY not in error.user_message()
-    for service in (Service.GEMPIX2, Service.NANO_BANANA_PRO):
+    for service in ("gempix2", "nano_banana_pro"):
         assert API_KEY not in repr(studio.client(service))

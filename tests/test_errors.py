@@ -9,7 +9,7 @@ import pytest
 from conftest import BASE_URLS, read_seed
 
 from providers import errors
-from providers.capabilities import Service
+from providers.capabilities import ImageSettings
 from providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -27,14 +27,16 @@ from providers.errors import (
     TaskNotFoundError,
     WatchTimeoutError,
 )
-from providers.nano_banana_pro import parse_task as parse_apixo_task
 from providers.retry import RetryPolicy
+from providers.services.nano_banana_pro import parse_task as parse_apixo_task
 from providers.types import GenerationRequest
 
-GP, NBP = Service.GEMPIX2, Service.NANO_BANANA_PRO
+GP, NBP = "gempix2", "nano_banana_pro"
 REQUESTS = {
     GP: GenerationRequest(model="google/gempix2", prompt="a red bicycle"),
-    NBP: GenerationRequest(model="nano-banana-pro", prompt="a red bicycle", resolution="2K"),
+    NBP: GenerationRequest(
+        model="nano-banana-pro", prompt="a red bicycle", settings=ImageSettings(resolution="2K")
+    ),
 }
 PROVIDERS = {GP: "GemPix2", NBP: "Nano Banana Pro"}
 TWO_TRIES = RetryPolicy(max_attempts=2)

@@ -28,9 +28,10 @@ from PIL import Image
 from components import handlers
 from components import history_handlers as history
 from components.handlers import Studio
-from providers.capabilities import Service
+from providers.capabilities import ImageSettings
+from providers.services import CATALOG
 from providers.settings import ServiceConfig, service_configs
-from providers.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
 from studio.downloads import ResultFetcher
 from studio.jobs import JobRunner, JobSpec, owner_folder
@@ -76,7 +77,7 @@ async def make_env(tmp_path: Path) -> AsyncIterator[MakeEnv]:
 
     async def make(*, multi_user: bool, time_scale: float = 0.005, name: str = "env") -> Env:
         sim = Simulator(SimulatorConfig(time_scale=time_scale, seed=5))
-        backends = Backends(service_configs({}), simulator=sim)
+        backends = Backends(CATALOG, service_configs(CATALOG, {}), simulator=sim)
         tmp = tmp_path / name
         runner = JobRunner(
             backends=backends,
@@ -122,8 +123,6 @@ async def generate(
             output_format,
             routing,
             1,
-            None,
-            None,
             owner=history.owner_for_new_job(env.studio, client_id),
         ):
             last = update
@@ -242,10 +241,8 @@ async def test_hostile_result_url_ends_download_failed_and_says_why(
     world = HostileWorld(result_url)
     http = httpx.AsyncClient(transport=httpx.MockTransport(world))
     configs = {
-        Service.GEMPIX2: ServiceConfig(Service.GEMPIX2, "https://api.defapi.org"),
-        Service.NANO_BANANA_PRO: ServiceConfig(
-            Service.NANO_BANANA_PRO, APIXO, api_key="apixo-test-key"
-        ),
+        "gempix2": ServiceConfig("gempix2", "https://api.defapi.org"),
+        "nano_banana_pro": ServiceConfig("nano_banana_pro", APIXO, api_key="apixo-test-key"),
     }
     backends = PacedBackends(configs, pace=0.01, http=http)
 
@@ -272,10 +269,9 @@ async def test_hostile_result_url_ends_download_failed_and_says_why(
         spec = JobSpec(
             model=NBP,
             prompt="a hostile result",
-            aspect_ratio="1:1",
-            resolution="1K",
-            output_format="png",
-            routing="auto",
+            settings=ImageSettings(
+                aspect_ratio="1:1", resolution="1K", output_format="png", routing="auto"
+            ),
         )
         started = time.monotonic()
         [job_id] = await runner.start(spec)
@@ -331,7 +327,7 @@ async def test_restore_from_image_gives_back_the_settings_and_prompt(make_env: M
         assert (image.format, image.size) == ("JPEG", (3168, 1344))
 
     for file in (str(path), {"path": str(path)}):  # as the page sends it, and as an API caller
-        updates = history.restore_from_image(file)
+        updates = history.restore_from_image(CATALOG, file)
         assert len(updates) == 8
         values = [update.get("value") for update in updates]
         model, restored_prompt, _info, _refs, aspect, resolution, fmt, routing = values
@@ -353,8 +349,8 @@ async def test_restore_from_a_foreign_image_is_refused(tmp_path: Path) -> None:
     foreign = tmp_path / "holiday.png"
     Image.new("RGB", (16, 16), (10, 20, 30)).save(foreign)
     with pytest.raises(gr.Error, match="carries no Image Studio settings"):
-        history.restore_from_image(str(foreign))
-    assert all(update == gr.update() for update in history.restore_from_image(None))
+        history.restore_from_image(CATALOG, str(foreign))
+    assert all(update == gr.update() for update in history.restore_from_image(CATALOG, None))
 
 
 # -- (3) two browsers on one app never see each other's history -------------------------------

@@ -18,9 +18,11 @@ import pytest
 from PIL import Image
 
 from components.handlers import gallery_items
+from providers.capabilities import SETTING_NAMES, ImageSettings
 from providers.errors import InvalidRequestError
+from providers.services import CATALOG
 from providers.settings import service_configs
-from providers.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
 from studio.jobs import JobRunner, JobSpec
 from studio.ledger import Ledger
@@ -47,11 +49,17 @@ def nbp_spec(prompt: str = "a lighthouse at dusk", **changes: Any) -> JobSpec:
         "routing": "auto",
         **changes,
     }
-    return JobSpec(model=NBP, prompt=prompt, **settings)
+    return spec_with(NBP, prompt, settings)
 
 
 def gempix2_spec(prompt: str = "a red fox in snow", **changes: Any) -> JobSpec:
-    return JobSpec(model=GEMPIX2, prompt=prompt, **changes)
+    return spec_with(GEMPIX2, prompt, changes)
+
+
+def spec_with(model: str, prompt: str, values: dict[str, Any]) -> JobSpec:
+    """A JobSpec from flat keyword values: settings go into its ImageSettings."""
+    settings = {k: values.pop(k) for k in SETTING_NAMES if k in values}
+    return JobSpec(model=model, prompt=prompt, settings=ImageSettings(**settings), **values)
 
 
 @dataclass
@@ -90,7 +98,7 @@ async def make_env(tmp_path: Path) -> AsyncIterator[MakeEnv]:
         *, time_scale: float = 0.005, seed: int = 1, deadline: float = 30.0, name: str = "env"
     ) -> Env:
         sim = Simulator(SimulatorConfig(time_scale=time_scale, seed=seed))
-        backends = Backends(service_configs({}), simulator=sim)
+        backends = Backends(CATALOG, service_configs(CATALOG, {}), simulator=sim)
         tmp = tmp_path / name
         ledger = Ledger(tmp / "ledger.sqlite3")
         env = Env(sim, backends, ledger, None, tmp)  # type: ignore[arg-type]
@@ -481,7 +489,7 @@ async def test_stop_right_after_start_ends_the_job(env: Env) -> None:
     assert "nothing was sent" in progress.message
     row = env.ledger.job(job_id)
     assert row is not None and row.state is JobState.FAILED
-    assert env.sim.submissions == []
+    assert list(env.sim.submissions) == []
 
 
 # ---- requests refused before anything is recorded ----------------------------------------------
@@ -510,7 +518,7 @@ async def test_start_refuses_requests_the_model_cannot_take(
         await env.runner.start(spec, variants=2)
     assert words in caught.value.user_message()
     assert env.ledger.history(None) == []
-    assert env.sim.submissions == []
+    assert list(env.sim.submissions) == []
 
 
 # ---- resume after a restart, and wake-ups ------------------------------------------------------
@@ -573,12 +581,12 @@ async def test_wake_reads_the_status_at_once(make_env: MakeEnv) -> None:
     await wait_until(lambda: env.runner.progress(job_id).task_id is not None)  # type: ignore[union-attr]
     task_id = env.runner.progress(job_id).task_id  # type: ignore[union-attr]
     await asyncio.sleep(0.05)
-    assert env.sim.status_queries == []
+    assert list(env.sim.status_queries) == []
 
     assert env.runner.wake(job_id) is True
     await wait_until(lambda: len(env.sim.status_queries) == 1, limit=1.0)
     await asyncio.sleep(0.1)
-    assert env.sim.status_queries == [task_id]  # one read, then back to the schedule
+    assert list(env.sim.status_queries) == [task_id]  # one read, then back to the schedule
     progress = env.runner.progress(job_id)
     assert progress is not None and progress.provider_state == "pending"
 

@@ -16,8 +16,10 @@ from components import handlers
 from components.controls import reshape
 from components.handlers import Studio
 from components.page import build_page
+from providers.capabilities import ImageSettings
+from providers.services import CATALOG
 from providers.settings import service_configs
-from providers.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
 from studio.backends import Backends
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
@@ -37,7 +39,7 @@ async def sim() -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 async def studio(tmp_path: Path, sim: Simulator) -> AsyncIterator[Studio]:
-    backends = Backends(service_configs({}), simulator=sim)
+    backends = Backends(CATALOG, service_configs(CATALOG, {}), simulator=sim)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     runner = JobRunner(
         backends=backends,
@@ -74,7 +76,9 @@ async def run_generate(studio: Studio, *args: Any, **kwargs: Any) -> list[Any]:
 
 
 def test_reshape_for_gempix2_hides_and_clears_what_it_cannot_take() -> None:
-    info, refs, aspect, resolution, fmt, routing = reshape(GEMPIX2, "16:9", "4K", "jpeg", "value")
+    info, refs, aspect, resolution, fmt, routing = reshape(
+        CATALOG.model(GEMPIX2), ImageSettings("16:9", "4K", "jpeg", "value")
+    )
     assert "up to 4 references" in info["value"]
     assert refs["label"] == "Reference images (up to 4)"
     for update in (aspect, resolution, fmt, routing):
@@ -84,7 +88,9 @@ def test_reshape_for_gempix2_hides_and_clears_what_it_cannot_take() -> None:
 
 
 def test_reshape_back_to_nano_banana_pro_keeps_valid_choices() -> None:
-    _, refs, aspect, resolution, fmt, routing = reshape(NBP, "16:9", "8K", "webp", "value")
+    _, refs, aspect, resolution, fmt, routing = reshape(
+        CATALOG.model(NBP), ImageSettings("16:9", "8K", "webp", "value")
+    )
     assert refs["label"] == "Reference images (up to 10)"
     assert (aspect["value"], aspect["visible"]) == ("16:9", True)
     assert "21:9" in aspect["choices"]
@@ -93,7 +99,9 @@ def test_reshape_back_to_nano_banana_pro_keeps_valid_choices() -> None:
     assert routing["value"] == "value"
     assert all(u["visible"] is True for u in (aspect, resolution, fmt, routing))
     # Coming back from GemPix2, whose controls were cleared: each takes the model's default.
-    values = [u["value"] for u in reshape(NBP, None, None, None, None)[2:]]
+    values = [
+        u["value"] for u in reshape(CATALOG.model(NBP), ImageSettings(None, None, None, None))[2:]
+    ]
     assert values == ["1:1", "1K", "png", "auto"]
 
 
@@ -104,7 +112,7 @@ def test_trim_references_keeps_four_for_gempix2_and_warns(tmp_path: Path) -> Non
     files = make_pngs(tmp_path, 6)
     # Outside a request gr.Warning goes through the warnings module.
     with pytest.warns(UserWarning) as caught:
-        kept = handlers.trim_references(GEMPIX2, files)
+        kept = handlers.trim_references(CATALOG, GEMPIX2, files)
     assert kept == files[:4]
     assert [str(w.message) for w in caught] == [
         "GemPix2 (Nano Banana) takes at most 4 references; removed e.png, f.png."
@@ -114,15 +122,15 @@ def test_trim_references_keeps_four_for_gempix2_and_warns(tmp_path: Path) -> Non
 def test_trim_references_within_the_cap_is_silent(tmp_path: Path) -> None:
     files = make_pngs(tmp_path, 6)
     # Any warning would fail this test (warnings are errors).
-    assert handlers.trim_references(NBP, files) == files
-    assert handlers.trim_references(GEMPIX2, files[:4]) == files[:4]
-    assert handlers.trim_references(GEMPIX2, [{"path": files[0]}]) == [files[0]]
+    assert handlers.trim_references(CATALOG, NBP, files) == files
+    assert handlers.trim_references(CATALOG, GEMPIX2, files[:4]) == files[:4]
+    assert handlers.trim_references(CATALOG, GEMPIX2, [{"path": files[0]}]) == [files[0]]
 
 
 def test_model_change_trims_the_references_too(tmp_path: Path) -> None:
     files = make_pngs(tmp_path, 5)
     with pytest.warns(UserWarning, match=r"removed e\.png"):
-        updates = handlers.on_model_change(GEMPIX2, "16:9", "2K", "png", "auto", files)
+        updates = handlers.on_model_change(CATALOG, GEMPIX2, "16:9", "2K", "png", "auto", files)
     assert len(updates) == 9
     assert updates[2]["visible"] is False
     assert updates[-3] == updates[-2] == files[:4]
@@ -140,7 +148,7 @@ def _validate(
     variants: float = 1,
 ) -> list[dict[str, Any]]:
     return handlers.validate_generate(
-        model, prompt, files, urls, None, None, None, None, variants, "", ""
+        CATALOG, model, prompt, files, urls, None, None, None, None, variants
     )
 
 
@@ -151,7 +159,7 @@ def _failures(results: list[dict[str, Any]]) -> dict[int, str]:
 
 def test_validator_passes_a_good_request(tmp_path: Path) -> None:
     results = _validate(files=make_pngs(tmp_path, 4))
-    assert len(results) == 11  # one per input of the generate event
+    assert len(results) == 9  # one per form input (the page adds keys and the browser id)
     assert _failures(results) == {}
 
 
@@ -186,7 +194,7 @@ async def test_generate_refuses_five_reference_files_for_gempix2(
     )
     with pytest.raises(gr.Error, match="at most 4"):
         await run_generate(studio, GEMPIX2, "a fox", files[:4], "https://example.com/x.png")
-    assert sim.submissions == []
+    assert list(sim.submissions) == []
     assert studio.runner.ledger.history(None) == []
 
 
@@ -197,7 +205,7 @@ async def test_generate_names_a_renamed_pdf(studio: Studio, sim: Simulator, tmp_
     with pytest.raises(gr.Error) as caught:
         await run_generate(studio, GEMPIX2, "a fox", [*good, str(fake)])
     assert caught.value.message.startswith("holiday scan.png is not an image")
-    assert sim.submissions == []
+    assert list(sim.submissions) == []
 
 
 async def test_generate_end_to_end_streams_local_files(

@@ -8,8 +8,7 @@ import httpx
 import pytest
 from conftest import read_seed
 
-from providers import gempix2, nano_banana_pro
-from providers.capabilities import MODELS, Service, request_problems
+from providers.capabilities import ImageSettings
 from providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -17,13 +16,14 @@ from providers.errors import (
     ServiceError,
     TaskNotFoundError,
 )
+from providers.services import CATALOG, gempix2, nano_banana_pro
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState
 
 GEMPIX2_IMAGE = (
     "https://google.datas.systems/fileSystem/response_images/287/2025/08/29/"
     "1756432513771985292_2989.png"
 )
-SERVICE_MODULES = {Service.GEMPIX2: gempix2, Service.NANO_BANANA_PRO: nano_banana_pro}
+SERVICE_MODULES = {"gempix2": gempix2, "nano_banana_pro": nano_banana_pro}
 
 
 def gempix2_query_answer(data: dict) -> dict:
@@ -38,14 +38,14 @@ def gempix2_query_answer(data: dict) -> dict:
     ("service", "seed", "expected"),
     [
         (
-            Service.GEMPIX2,
+            "gempix2",
             "gempix2_submit_ok",
-            SubmittedTask(Service.GEMPIX2, "ta12345678-1234-1234-1234-123456789abc"),
+            SubmittedTask("gempix2", "ta12345678-1234-1234-1234-123456789abc"),
         ),
         (
-            Service.NANO_BANANA_PRO,
+            "nano_banana_pro",
             "apixo_submit_ok",
-            SubmittedTask(Service.NANO_BANANA_PRO, "task_12345678"),
+            SubmittedTask("nano_banana_pro", "task_12345678"),
         ),
     ],
 )
@@ -58,12 +58,12 @@ def test_submit_answer_gives_task_id(service, seed, expected, load_seed):
 @pytest.mark.parametrize(
     ("service", "data"),
     [
-        (Service.GEMPIX2, {}),
-        (Service.GEMPIX2, {"task_id": ""}),
-        (Service.GEMPIX2, {"task_id": 42}),
-        (Service.NANO_BANANA_PRO, {}),
-        (Service.NANO_BANANA_PRO, {"taskId": None}),
-        (Service.NANO_BANANA_PRO, {"task_id": "task_1"}),  # the other service's spelling
+        ("gempix2", {}),
+        ("gempix2", {"task_id": ""}),
+        ("gempix2", {"task_id": 42}),
+        ("nano_banana_pro", {}),
+        ("nano_banana_pro", {"taskId": None}),
+        ("nano_banana_pro", {"task_id": "task_1"}),  # the other service's spelling
     ],
 )
 def test_submit_answer_without_task_id_is_service_error(service, data):
@@ -78,7 +78,7 @@ def test_submit_answer_without_task_id_is_service_error(service, data):
     ("service", "seed", "http_status", "task_id", "error_type", "message", "status_code"),
     [
         (
-            Service.GEMPIX2,
+            "gempix2",
             "gempix2_submit_400",
             400,
             None,
@@ -87,7 +87,7 @@ def test_submit_answer_without_task_id_is_service_error(service, data):
             400,
         ),
         (
-            Service.GEMPIX2,
+            "gempix2",
             "gempix2_submit_401",
             401,
             None,
@@ -96,7 +96,7 @@ def test_submit_answer_without_task_id_is_service_error(service, data):
             401,
         ),
         (
-            Service.GEMPIX2,
+            "gempix2",
             "gempix2_query_401",
             401,
             "ta1",
@@ -105,7 +105,7 @@ def test_submit_answer_without_task_id_is_service_error(service, data):
             401,
         ),
         (
-            Service.GEMPIX2,
+            "gempix2",
             "gempix2_query_404",
             404,
             "ta1",
@@ -115,7 +115,7 @@ def test_submit_answer_without_task_id_is_service_error(service, data):
         ),
         # apixo answers HTTP 200 and puts the error in the body's code.
         (
-            Service.NANO_BANANA_PRO,
+            "nano_banana_pro",
             "apixo_submit_insufficient_credits",
             200,
             None,
@@ -124,7 +124,7 @@ def test_submit_answer_without_task_id_is_service_error(service, data):
             400,
         ),
         (
-            Service.NANO_BANANA_PRO,
+            "nano_banana_pro",
             "apixo_submit_insufficient_credits",
             400,
             "task_1",
@@ -156,7 +156,7 @@ def test_apixo_success_seed_parses_to_typed_status(load_seed):
         httpx.Response(200, json=load_seed("apixo_status_success")), task_id="task_12345678"
     )
     status = nano_banana_pro.parse_task(data)
-    assert status.service is Service.NANO_BANANA_PRO
+    assert status.service == "nano_banana_pro"
     assert status.task_id == "task_12345678"
     assert status.state is TaskState.SUCCEEDED
     assert status.provider_state == "success"
@@ -196,7 +196,7 @@ def test_gempix2_callback_seed_parses_credits_and_image(load_seed):
             gempix2.read_response(httpx.Response(200, json=gempix2_query_answer(payload)))
         ),
     ):
-        assert status.service is Service.GEMPIX2
+        assert status.service == "gempix2"
         assert status.task_id == "ta5c9705-b8ae-4cb9-aa6f-97c4fee88c8d"
         assert status.state is TaskState.SUCCEEDED
         assert status.provider_state == "success"
@@ -275,10 +275,10 @@ def test_apixo_states_are_normalised(provider_state, state, load_seed):
 @pytest.mark.parametrize(
     ("service", "data"),
     [
-        (Service.GEMPIX2, {"task_id": "ta1", "status": "processing"}),  # apixo's word
-        (Service.GEMPIX2, {"task_id": "ta1"}),
-        (Service.NANO_BANANA_PRO, {"taskId": "task_1", "state": "in_progress"}),  # GemPix2's word
-        (Service.NANO_BANANA_PRO, {"taskId": "task_1", "state": "SUCCESS"}),
+        ("gempix2", {"task_id": "ta1", "status": "processing"}),  # apixo's word
+        ("gempix2", {"task_id": "ta1"}),
+        ("nano_banana_pro", {"taskId": "task_1", "state": "in_progress"}),  # GemPix2's word
+        ("nano_banana_pro", {"taskId": "task_1", "state": "SUCCESS"}),
     ],
 )
 def test_unknown_state_is_service_error(service, data):
@@ -290,11 +290,11 @@ def test_unknown_state_is_service_error(service, data):
 @pytest.mark.parametrize(
     ("service", "data"),
     [
-        (Service.GEMPIX2, {"task_id": "ta1", "status": "success", "result": None}),
-        (Service.GEMPIX2, {"task_id": "ta1", "status": "success", "result": [{"image": ""}]}),
-        (Service.NANO_BANANA_PRO, {"taskId": "t1", "state": "success"}),
+        ("gempix2", {"task_id": "ta1", "status": "success", "result": None}),
+        ("gempix2", {"task_id": "ta1", "status": "success", "result": [{"image": ""}]}),
+        ("nano_banana_pro", {"taskId": "t1", "state": "success"}),
         (
-            Service.NANO_BANANA_PRO,
+            "nano_banana_pro",
             {"taskId": "t1", "state": "success", "resultJson": '{"resultUrls":[]}'},
         ),
     ],
@@ -376,10 +376,12 @@ def test_gempix2_submit_body_leaves_out_settings_the_api_lacks():
         GenerationRequest(
             model="google/gemini-2.5-flash-image",
             prompt="p",
-            aspect_ratio="16:9",
-            resolution="4K",
-            output_format="jpeg",
-            routing="official",
+            settings=ImageSettings(
+                aspect_ratio="16:9",
+                resolution="4K",
+                output_format="jpeg",
+                routing="official",
+            ),
         )
     )
     assert body == {"model": "google/gemini-2.5-flash-image", "prompt": "p"}
@@ -393,10 +395,12 @@ def test_gempix2_submit_body_leaves_out_settings_the_api_lacks():
             GenerationRequest(
                 model="nano-banana-pro",
                 prompt="a cozy cyberpunk cafe with neon lights, ultra detailed",
-                aspect_ratio="3:2",
-                resolution="2K",
-                output_format="png",
-                routing="value",
+                settings=ImageSettings(
+                    aspect_ratio="3:2",
+                    resolution="2K",
+                    output_format="png",
+                    routing="value",
+                ),
             ),
         ),
         (
@@ -409,10 +413,12 @@ def test_gempix2_submit_body_leaves_out_settings_the_api_lacks():
                     "https://example.com/ref2.jpg",
                     "https://example.com/ref3.jpg",
                 ),
-                aspect_ratio="16:9",
-                resolution="4K",
-                output_format="jpeg",
-                routing="official",
+                settings=ImageSettings(
+                    aspect_ratio="16:9",
+                    resolution="4K",
+                    output_format="jpeg",
+                    routing="official",
+                ),
                 callback_url="https://your-server.com/callback",
             ),
         ),
@@ -429,9 +435,11 @@ def test_apixo_schema_template_fields_all_map_but_mode_and_type_follow_the_reque
             model="nano-banana-pro",
             prompt="...",
             reference_urls=("...",),
-            aspect_ratio="16:9",
-            resolution="2K",
-            output_format="png",
+            settings=ImageSettings(
+                aspect_ratio="16:9",
+                resolution="2K",
+                output_format="png",
+            ),
             callback_url="https://...",
         )
     )
@@ -445,6 +453,12 @@ def test_apixo_schema_template_fields_all_map_but_mode_and_type_follow_the_reque
     assert {k: v for k, v in body["input"].items() if k != "mode"} == {
         k: v for k, v in template["input"].items() if k != "mode"
     }
+
+
+def request_problems(model, *, prompt, reference_count=0, **settings):
+    return CATALOG.request_problems(
+        model, prompt=prompt, reference_count=reference_count, settings=ImageSettings(**settings)
+    )
 
 
 @pytest.mark.parametrize(
@@ -568,8 +582,8 @@ def test_request_problems(model, kwargs, problems):
 
 
 def test_documented_apixo_aspect_ratios_are_offered():
-    spec = MODELS["nano-banana-pro"]
+    spec = CATALOG.models["nano-banana-pro"]
     assert {"1:1", "16:9", "9:16", "21:9", "3:2"} <= set(spec.aspect_ratios)
-    assert spec.default_resolution == "1K"
-    assert spec.default_output_format == "png"  # the seed's default
-    assert spec.default_routing == "auto"  # the seed's default
+    assert spec.defaults.resolution == "1K"
+    assert spec.defaults.output_format == "png"  # the seed's default
+    assert spec.defaults.routing == "auto"  # the seed's default

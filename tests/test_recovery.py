@@ -1,6 +1,6 @@
 """Results are never lost: the app is SIGKILLed at each step of a job, then restarted.
 
-A standalone simulator (`python -m providers.simulator`, one per module) plays both services
+A standalone simulator (`python -m simulator`, one per module) plays both services
 over real HTTP, so its tasks outlive the app process. For each kill point `crash_child.py`
 starts one generation with the real clients (keys set, base URL = the simulator) and kills
 itself; this process then opens the same data folder as a restarted app would: the ledger must
@@ -31,8 +31,8 @@ from crash_child import API_KEY, PacedBackends, build_runner, close_runner, serv
 from PIL import Image
 
 from app import build_app
-from providers.capabilities import Service, model_spec
 from providers.errors import InvalidRequestError
+from providers.services import CATALOG
 from studio.config import load_config
 from studio.downloads import DownloadError, FetchedImage
 from studio.jobs import JobRunner, owner_folder
@@ -76,7 +76,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneSi
             [
                 sys.executable,
                 "-m",
-                "providers.simulator",
+                "simulator",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -289,8 +289,8 @@ def embedded_prompt(path: str | None) -> Any:
     return (read_parameters(Path(path).read_bytes()) or {}).get("prompt")
 
 
-def _service(model: str) -> Service:
-    return model_spec(model).service
+def _service(model: str) -> str:
+    return CATALOG.model(model).service
 
 
 # -- nothing was sent: the job fails plainly and may be tried again -----------------------------
@@ -453,7 +453,10 @@ async def test_app_start_up_resumes_a_job_killed_while_watching(
             assert row is not None and row.state is JobState.DONE, row
             [result] = row.results
             assert embedded_prompt(result.path) == prompt
+        # Every service is keyed here, so the app built no simulator of its own.
+        assert app.backends.simulator is None
     finally:
-        await app.backends.simulator.aclose()
+        if app.backends.simulator is not None:
+            await app.backends.simulator.aclose()
     assert (await simulator.stats())["submissions"] == at_death["submissions"]
     assert image_files(data_dir / "outputs" / owner_folder(OWNER))

@@ -6,16 +6,11 @@ import httpx
 import pytest
 from conftest import read_seed
 
-from providers.capabilities import MODELS, Service
-from providers.gempix2 import GemPix2Client
-from providers.nano_banana_pro import NanoBananaProClient
-from providers.registry import (
-    CLIENT_TYPES,
-    PROVIDER_NAMES,
-    build_client,
-    schedule_for,
-    services_in_use,
-)
+from providers.capabilities import ImageSettings
+from providers.registry import build_client, schedule_for
+from providers.services import CATALOG
+from providers.services.gempix2 import GemPix2Client
+from providers.services.nano_banana_pro import NanoBananaProClient
 from providers.settings import ServiceConfig, service_configs
 from providers.types import GenerationRequest, TaskState
 
@@ -23,43 +18,41 @@ KEY = "dk-SECRET-1234567890abcdef"
 ENV_NAMES = ("DEFAPI_API_KEY", "DEFAPI_BASE_URL", "APIXO_API_KEY", "APIXO_BASE_URL")
 
 
-@pytest.mark.parametrize("model_id", sorted(MODELS))
+@pytest.mark.parametrize("model_id", sorted(CATALOG.models))
 async def test_every_model_has_a_client_for_its_service(model_id):
-    spec = MODELS[model_id]
-    assert spec.service in CLIENT_TYPES
+    spec = CATALOG.models[model_id]
     async with httpx.AsyncClient(
         transport=httpx.MockTransport(lambda r: httpx.Response(500))
     ) as http:
-        client = build_client(spec.service, http, base_url="https://example.test", api_key=KEY)
-    assert client.service is spec.service
-    assert client.provider == PROVIDER_NAMES[spec.service]
+        client = build_client(
+            CATALOG.service(spec.service), http, base_url="https://example.test", api_key=KEY
+        )
+    assert client.service == spec.service
+    assert client.provider == CATALOG.service(spec.service).label
     assert callable(client.submit) and callable(client.fetch_status)
 
 
-def test_client_table_is_explicit():
-    assert CLIENT_TYPES == {
-        Service.GEMPIX2: GemPix2Client,
-        Service.NANO_BANANA_PRO: NanoBananaProClient,
-    }
-    assert PROVIDER_NAMES == {
-        Service.GEMPIX2: "GemPix2",
-        Service.NANO_BANANA_PRO: "Nano Banana Pro",
-    }
-    assert services_in_use() == set(Service)
+def test_the_service_registry_is_explicit():
+    assert [(s.id, s.label, s.client) for s in CATALOG.services] == [
+        ("gempix2", "GemPix2", GemPix2Client),
+        ("nano_banana_pro", "Nano Banana Pro", NanoBananaProClient),
+    ]
+    assert {m.service for m in CATALOG.models.values()} == {s.id for s in CATALOG.services}
+    assert CATALOG.key_fields == ("defapi_key", "apixo_key")
 
 
 @pytest.mark.parametrize(
     ("service", "base_url", "task_id", "expected_url", "answer"),
     [
         (
-            Service.GEMPIX2,
+            "gempix2",
             "https://api.defapi.org/",
             "ta823dfb-eaac-44fd-aec2-3e2c7ba8e071",
             "https://api.defapi.org/api/task/query?task_id=ta823dfb-eaac-44fd-aec2-3e2c7ba8e071",
             {"code": 0, "message": "ok", "data": read_seed("gempix2_callback_success")},
         ),
         (
-            Service.NANO_BANANA_PRO,
+            "nano_banana_pro",
             "https://api.apixo.ai",
             "task_12345678",
             "https://api.apixo.ai/api/v1/statusTask/nano-banana-pro?taskId=task_12345678",
@@ -77,7 +70,7 @@ async def test_built_client_reads_status_at_the_documented_url(
         return httpx.Response(200, json=answer)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        client = build_client(service, http, base_url=base_url, api_key=KEY)
+        client = build_client(CATALOG.service(service), http, base_url=base_url, api_key=KEY)
         status = await client.fetch_status(task_id)
     assert status.state is TaskState.SUCCEEDED
     assert [(r.method, str(r.url)) for r in seen] == [("GET", expected_url)]
@@ -87,22 +80,25 @@ async def test_built_client_reads_status_at_the_documented_url(
 @pytest.mark.parametrize(
     ("service", "expected_url"),
     [
-        (Service.GEMPIX2, "https://api.defapi.org/api/image/gen"),
-        (Service.NANO_BANANA_PRO, "https://api.apixo.ai/api/v1/generateTask/nano-banana-pro"),
+        ("gempix2", "https://api.defapi.org/api/image/gen"),
+        ("nano_banana_pro", "https://api.apixo.ai/api/v1/generateTask/nano-banana-pro"),
     ],
 )
 async def test_built_client_submits_at_the_documented_url(service, expected_url):
     seen: list[httpx.Request] = []
-    ok = read_seed("gempix2_submit_ok" if service is Service.GEMPIX2 else "apixo_submit_ok")
+    ok = read_seed("gempix2_submit_ok" if service == "gempix2" else "apixo_submit_ok")
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return httpx.Response(200, json=ok)
 
-    model = next(spec.id for spec in MODELS.values() if spec.service is service)
+    model = next(spec.id for spec in CATALOG.models.values() if spec.service == service)
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         client = build_client(
-            service, http, base_url=service_configs({})[service].base_url, api_key=KEY
+            CATALOG.service(service),
+            http,
+            base_url=service_configs(CATALOG, {})[service].base_url,
+            api_key=KEY,
         )
         await client.submit(GenerationRequest(model=model, prompt="p"))
     assert [(r.method, str(r.url)) for r in seen] == [("POST", expected_url)]
@@ -120,37 +116,41 @@ async def test_built_client_submits_at_the_documented_url(service, expected_url)
     ],
 )
 def test_schedule_for_uses_the_models_window(model, resolution, window):
-    request = GenerationRequest(model=model, prompt="p", resolution=resolution)
-    assert schedule_for(request).window == window
-    assert schedule_for(request, time_scale=0.5).window == (window[0] / 2, window[1] / 2)
-    assert schedule_for(request).late_interval == 3.0
+    request = GenerationRequest(
+        model=model, prompt="p", settings=ImageSettings(resolution=resolution)
+    )
+    assert schedule_for(CATALOG.model(request.model), request).window == window
+    assert schedule_for(CATALOG.model(request.model), request, time_scale=0.5).window == (
+        window[0] / 2,
+        window[1] / 2,
+    )
+    assert schedule_for(CATALOG.model(request.model), request).late_interval == 3.0
 
 
 # ---------------------------------------------------------------------------- settings
 
 
 def test_defaults_without_environment():
-    configs = service_configs({})
+    configs = service_configs(CATALOG, {})
     assert configs == {
-        Service.GEMPIX2: ServiceConfig(Service.GEMPIX2, "https://api.defapi.org", None),
-        Service.NANO_BANANA_PRO: ServiceConfig(
-            Service.NANO_BANANA_PRO, "https://api.apixo.ai", None
-        ),
+        "gempix2": ServiceConfig("gempix2", "https://api.defapi.org", None),
+        "nano_banana_pro": ServiceConfig("nano_banana_pro", "https://api.apixo.ai", None),
     }
-    assert not configs[Service.GEMPIX2].has_key
-    assert not configs[Service.NANO_BANANA_PRO].has_key
+    assert not configs["gempix2"].has_key
+    assert not configs["nano_banana_pro"].has_key
 
 
 def test_reads_keys_and_urls_from_the_environment():
     configs = service_configs(
+        CATALOG,
         {
             "DEFAPI_API_KEY": "dk-one",
             "DEFAPI_BASE_URL": "http://127.0.0.1:8001/",
             "APIXO_API_KEY": " ak-two ",
             "APIXO_BASE_URL": "http://127.0.0.1:8002",
-        }
+        },
     )
-    gp, nbp = configs[Service.GEMPIX2], configs[Service.NANO_BANANA_PRO]
+    gp, nbp = configs["gempix2"], configs["nano_banana_pro"]
     assert (gp.base_url, gp.api_key, gp.has_key) == ("http://127.0.0.1:8001", "dk-one", True)
     assert (nbp.base_url, nbp.api_key, nbp.has_key) == ("http://127.0.0.1:8002", "ak-two", True)
 
@@ -158,18 +158,18 @@ def test_reads_keys_and_urls_from_the_environment():
 @pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
 def test_blank_key_and_url_count_as_none(blank):
     configs = service_configs(
-        {"DEFAPI_API_KEY": blank, "DEFAPI_BASE_URL": blank, "APIXO_API_KEY": blank}
+        CATALOG, {"DEFAPI_API_KEY": blank, "DEFAPI_BASE_URL": blank, "APIXO_API_KEY": blank}
     )
-    assert configs[Service.GEMPIX2].api_key is None
-    assert configs[Service.GEMPIX2].base_url == "https://api.defapi.org"
-    assert configs[Service.NANO_BANANA_PRO].api_key is None
-    assert not configs[Service.NANO_BANANA_PRO].has_key
+    assert configs["gempix2"].api_key is None
+    assert configs["gempix2"].base_url == "https://api.defapi.org"
+    assert configs["nano_banana_pro"].api_key is None
+    assert not configs["nano_banana_pro"].has_key
 
 
 def test_keys_do_not_cross_services():
-    configs = service_configs({"APIXO_API_KEY": "ak-only"})
-    assert configs[Service.GEMPIX2].api_key is None
-    assert configs[Service.NANO_BANANA_PRO].api_key == "ak-only"
+    configs = service_configs(CATALOG, {"APIXO_API_KEY": "ak-only"})
+    assert configs["gempix2"].api_key is None
+    assert configs["nano_banana_pro"].api_key == "ak-only"
 
 
 def test_reads_os_environ_by_default(monkeypatch):
@@ -177,15 +177,17 @@ def test_reads_os_environ_by_default(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DEFAPI_API_KEY", "dk-from-env")
     monkeypatch.setenv("APIXO_BASE_URL", "https://apixo.staging.test")
-    configs = service_configs()
-    assert configs[Service.GEMPIX2].api_key == "dk-from-env"
-    assert configs[Service.GEMPIX2].base_url == "https://api.defapi.org"
-    assert configs[Service.NANO_BANANA_PRO].api_key is None
-    assert configs[Service.NANO_BANANA_PRO].base_url == "https://apixo.staging.test"
+    configs = service_configs(
+        CATALOG,
+    )
+    assert configs["gempix2"].api_key == "dk-from-env"
+    assert configs["gempix2"].base_url == "https://api.defapi.org"
+    assert configs["nano_banana_pro"].api_key is None
+    assert configs["nano_banana_pro"].base_url == "https://apixo.staging.test"
 
 
 def test_repr_never_shows_the_key():
-    configs = service_configs({"DEFAPI_API_KEY": KEY, "APIXO_API_KEY": KEY})
+    configs = service_configs(CATALOG, {"DEFAPI_API_KEY": KEY, "APIXO_API_KEY": KEY})
     for config in configs.values():
         assert KEY not in repr(config)
         assert KEY not in str(config)

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from conftest import BASE_URLS, TEST_API_KEY, read_seed
 
-from providers.capabilities import Service
 from providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -22,12 +21,12 @@ from providers.errors import (
     SubmissionOutcomeUnknown,
     TaskNotFoundError,
 )
-from providers.gempix2 import GemPix2Client
 from providers.retry import RetryPolicy, parse_retry_after
+from providers.services.gempix2 import GemPix2Client
 from providers.transport import ServiceTransport
 from providers.types import GenerationRequest, SubmittedTask, TaskState
 
-GP, NBP = Service.GEMPIX2, Service.NANO_BANANA_PRO
+GP, NBP = "gempix2", "nano_banana_pro"
 RNG_VALUES = [0.0, 1e-9, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999999]
 STATUS_OK = {
     GP: {"code": 0, "message": "ok", "data": read_seed("gempix2_callback_success")},

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from PIL import Image, ImageStat
 
-import providers.simulator.core as simulator_core
-from providers.simulator import Simulator, SimulatorConfig
+import simulator.core as simulator_core
+from simulator import Simulator, SimulatorConfig
 
 BASE = "http://simulator.test"
 GP_SUBMIT = "/api/image/gen"
@@ -257,7 +257,7 @@ async def test_gempix2_submit_poll_download(env: Env, model: str) -> None:
 
     record = env.sim.tasks[task_id]
     assert (record.model, record.prompt, record.references) == (model, body["prompt"], [])
-    assert env.sim.submissions == [body]
+    assert list(env.sim.submissions) == [body]
     assert env.sim.status_queries and set(env.sim.status_queries) == {task_id}
 
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 from conftest import FakeClock, read_seed
 
-from providers.capabilities import Service
 from providers.errors import (
     AuthenticationError,
     RateLimitedError,
@@ -36,7 +35,7 @@ SCHEDULE = PollSchedule(
 
 def status(state: TaskState, task_id: str = "task_1") -> TaskStatus:
     return TaskStatus(
-        service=Service.NANO_BANANA_PRO, task_id=task_id, state=state, provider_state=str(state)
+        service="nano_banana_pro", task_id=task_id, state=state, provider_state=str(state)
     )
 
 
@@ -290,7 +289,7 @@ async def test_watch_a_real_client_to_success(fake_service, fake_clock):
     pending = {"code": 200, "message": "success", "data": done["data"] | {"state": "pending"}}
     working = {"code": 200, "message": "success", "data": done["data"] | {"state": "processing"}}
     fake = fake_service(
-        Service.NANO_BANANA_PRO,
+        "nano_banana_pro",
         httpx.Response(200, json=pending),
         httpx.Response(500, json={"code": 500, "message": "hiccup"}),
         httpx.Response(200, json=working),

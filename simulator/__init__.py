@@ -1,7 +1,8 @@
-"""A local stand-in for both image APIs: GemPix2 (defapi) and Nano Banana Pro (apixo).
+"""A local stand-in for the image APIs: the other side of the wire, never imported by clients.
 
-One Starlette app serves both services' documented endpoints with their bodies, states,
-error shapes and Bearer auth, plus the rendered results:
+One Starlette app serves every twin's documented endpoints (`simulator/services/`, one module
+per service, registered in `simulator.services.TWINS`) with their bodies, states, error shapes
+and Bearer auth, plus the rendered results. With the two services of this studio:
 
     POST /api/image/gen                          GemPix2 submit
     GET  /api/task/query?task_id=...             GemPix2 query
@@ -12,8 +13,12 @@ error shapes and Bearer auth, plus the rendered results:
                                                  "tasks": {task_id: state}} (no auth; lets a
                                                  test count POSTs from another process)
 
+The routes are generated from the twins; `sim.submissions` keeps the latest 1,000 submit
+bodies (`sim.submission_count` counts all), `sim.requests` the latest (endpoint, service,
+token fingerprint) triples, so memory stays flat however long it runs.
+
 Use it in-process through httpx.ASGITransport (no lifespan events needed) or standalone with
-`python -m providers.simulator --port 8900`.
+`python -m simulator --port 8900`.
 
 Timing: each task lasts a duration drawn (seeded) from the model's expected window in
 providers.capabilities, multiplied by `SimulatorConfig.time_scale`. States follow from the clock
@@ -59,9 +64,9 @@ Faults (`sim.faults`, mutable while running):
     faults.clear()            drops everything queued and resets latency.
 """
 
-from providers.simulator.config import SimulatorConfig
-from providers.simulator.core import Simulator
-from providers.simulator.faults import Faults, HttpFault
-from providers.simulator.tasks import Outcome, TaskRecord
+from simulator.config import SimulatorConfig
+from simulator.core import Simulator
+from simulator.faults import Faults, HttpFault
+from simulator.tasks import Outcome, TaskRecord
 
 __all__ = ["Faults", "HttpFault", "Outcome", "Simulator", "SimulatorConfig", "TaskRecord"]

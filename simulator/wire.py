@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from providers.simulator.faults import HttpFault
+from simulator.faults import HttpFault
 
 
 class ValidationError(Exception):

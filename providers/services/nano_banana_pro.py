@@ -12,15 +12,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
-from providers.capabilities import Service
-from providers.client import ServiceClient
+from providers.capabilities import ModelSpec
+from providers.catalog import ServiceDescriptor
+from providers.client import Envelope, ServiceClient
 from providers.errors import ServiceError
-from providers.transport import error_for_status, json_body, retry_after_of
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
+SERVICE_ID = "nano_banana_pro"
 PROVIDER = "Nano Banana Pro"
+ENVELOPE = Envelope(PROVIDER, ok_code=200)
+read_response = ENVELOPE.read
 MODEL_PATH = "nano-banana-pro"
 SUBMIT_PATH = f"/api/v1/generateTask/{MODEL_PATH}"
 STATUS_PATH = f"/api/v1/statusTask/{MODEL_PATH}"
@@ -35,19 +36,20 @@ STATES = {
 
 def build_submit_body(request: GenerationRequest) -> dict[str, Any]:
     """The submit body; `mode` follows from whether references are given."""
+    settings = request.settings
     task_input: dict[str, Any] = {
         "mode": "image-to-image" if request.reference_urls else "text-to-image",
         "prompt": request.prompt,
     }
-    if request.aspect_ratio:
-        task_input["aspect_ratio"] = request.aspect_ratio
-    if request.resolution:
-        task_input["resolution"] = request.resolution
+    if settings.aspect_ratio:
+        task_input["aspect_ratio"] = settings.aspect_ratio
+    if settings.resolution:
+        task_input["resolution"] = settings.resolution
     if request.reference_urls:
         task_input["image_urls"] = list(request.reference_urls)
-    if request.output_format:
-        task_input["output_format"] = request.output_format
-    body: dict[str, Any] = {"request_type": "async", "provider": request.routing or "auto"}
+    if settings.output_format:
+        task_input["output_format"] = settings.output_format
+    body: dict[str, Any] = {"request_type": "async", "provider": settings.routing or "auto"}
     if request.callback_url:
         body["request_type"] = "callback"
         body["callback_url"] = request.callback_url
@@ -55,40 +57,11 @@ def build_submit_body(request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-def read_response(response: httpx.Response, *, task_id: str | None = None) -> dict[str, Any]:
-    """The `data` object of a successful answer; otherwise the fitting error from the tree."""
-    body = json_body(response)
-    code = body.get("code") if body is not None else None
-    if response.is_success and code == 200:
-        data = body.get("data") if body is not None else None
-        if isinstance(data, dict):
-            return data
-        raise ServiceError("answer without data", provider=PROVIDER, task_id=task_id)
-    if body is None and response.is_success:
-        raise ServiceError(
-            f"unreadable answer (HTTP {response.status_code})",
-            provider=PROVIDER,
-            task_id=task_id,
-            status_code=response.status_code,
-        )
-    message = (
-        str(body.get("message") or "no message")
-        if body
-        else (f"unreadable answer (HTTP {response.status_code})")
-    )
-    status = response.status_code
-    if response.is_success:
-        status = code if isinstance(code, int) and code >= 400 else 400
-    raise error_for_status(
-        status, message, provider=PROVIDER, task_id=task_id, retry_after=retry_after_of(response)
-    )
-
-
 def parse_submit(data: dict[str, Any]) -> SubmittedTask:
     task_id = data.get("taskId")
     if not isinstance(task_id, str) or not task_id:
         raise ServiceError("submit answer has no taskId", provider=PROVIDER)
-    return SubmittedTask(service=Service.NANO_BANANA_PRO, task_id=task_id)
+    return SubmittedTask(service=SERVICE_ID, task_id=task_id)
 
 
 def _time(milliseconds: Any) -> datetime | None:
@@ -123,7 +96,7 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
         state, fail_message = TaskState.FAILED, "the service returned no image"
     cost = data.get("costTime")
     return TaskStatus(
-        service=Service.NANO_BANANA_PRO,
+        service=SERVICE_ID,
         task_id=task_id,
         state=state,
         provider_state=provider_state,
@@ -137,13 +110,13 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
 
 
 class NanoBananaProClient(ServiceClient):
-    service = Service.NANO_BANANA_PRO
+    service = SERVICE_ID
     provider = PROVIDER
+    envelope = ENVELOPE
     submit_path = SUBMIT_PATH
     status_path = STATUS_PATH
     task_param = "taskId"
     build_submit_body = staticmethod(build_submit_body)
-    read_response = staticmethod(read_response)
     parse_submit = staticmethod(parse_submit)
     parse_task = staticmethod(parse_task)
 
@@ -151,3 +124,32 @@ class NanoBananaProClient(ServiceClient):
         """apixo documents no callback body; we accept its status answer or its bare `data`."""
         data = payload.get("data") if isinstance(payload.get("data"), dict) else payload
         return parse_task(data)
+
+
+SERVICE = ServiceDescriptor(
+    id=SERVICE_ID,
+    label=PROVIDER,
+    vendor="apixo.ai",
+    models=(
+        ModelSpec(
+            id=MODEL_PATH,
+            label="Nano Banana Pro",
+            description="apixo: up to 4K, ten aspect ratios, up to 10 references.",
+            service=SERVICE_ID,
+            max_references=10,
+            aspect_ratios=("1:1", "16:9", "9:16", "21:9", "3:2", "2:3", "4:3", "3:4", "5:4", "4:5"),
+            resolutions=("1K", "2K", "4K"),
+            output_formats=("png", "jpeg"),
+            routings=("auto", "value", "official"),
+            # The seed's timing advice: 1K ~20-30 s, 2K ~30-45 s, 4K ~45-60 s.
+            expected_seconds={"1K": (20.0, 30.0), "2K": (30.0, 45.0), "4K": (45.0, 60.0)},
+        ),
+    ),
+    key_env="APIXO_API_KEY",
+    base_url_env="APIXO_BASE_URL",
+    default_base_url="https://api.apixo.ai",
+    client=NanoBananaProClient,
+    key_field="apixo_key",
+    key_hint="apixo key",
+    result_lifetime=15 * 24 * 3600.0,  # apixo keeps result files for 15 days
+)

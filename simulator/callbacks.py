@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from providers.simulator.tasks import TaskRecord
+from simulator.tasks import TaskRecord
 
-logger = logging.getLogger("providers.simulator")
+logger = logging.getLogger("simulator")
 
 
 async def post_callback(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -13,14 +11,10 @@ from typing import Any
 
 from PIL import Image
 
-from providers.capabilities import Service
+from simulator.twin import PhasePlan
 
 # Early failures (moderation, unreachable references) surface this long after submission.
 EARLY_FAILURE_SECONDS = 1.5
-# Share of the total duration spent queued before processing starts.
-APIXO_PENDING_FRACTION = 0.15
-GEMPIX2_PENDING_FRACTION = 0.10
-GEMPIX2_SUBMITTED_FRACTION = 0.20
 
 
 class Outcome(StrEnum):
@@ -32,9 +26,9 @@ class Outcome(StrEnum):
 
 
 class Phase(StrEnum):
-    PENDING = "pending"
-    SUBMITTED = "submitted"  # GemPix2 only
-    PROCESSING = "processing"
+    """Where a task is; its service's own word for it comes from the twin's PhasePlan."""
+
+    RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
 
@@ -64,14 +58,6 @@ def shorten_url(url: str, limit: int = 80) -> str:
     return f"{url[:head]}…{url[-20:]}"
 
 
-def new_task_id(service: Service) -> str:
-    # Random rather than seeded: ids must not repeat across simulator restarts, since
-    # clients keep task ids in their history.
-    if service is Service.GEMPIX2:
-        return "ta" + str(uuid.uuid4())[2:]
-    return "task_" + secrets.token_hex(12)
-
-
 @dataclass(frozen=True)
 class Snapshot:
     phase: Phase
@@ -85,7 +71,8 @@ class TaskRecord:
     """Everything known about one task. `created`/`duration` are clock seconds (scaled)."""
 
     id: str
-    service: Service
+    service: str
+    phases: PhasePlan
     model: str
     prompt: str
     text: str  # prompt without [sim:...] tags
@@ -115,13 +102,23 @@ class TaskRecord:
     @property
     def state(self) -> str:
         """The state as the task's own service names it right now."""
-        return wire_state(self.service, self.snapshot().phase)
+        snapshot = self.snapshot()
+        return self.wire_state(snapshot.phase, self.clock())
+
+    def wire_state(self, phase: Phase, now: float | None = None) -> str:
+        if phase is Phase.SUCCESS:
+            return self.phases.success
+        if phase is Phase.FAILED:
+            return self.phases.failed
+        now = self.clock() if now is None else now
+        fraction = (now - self.created) / self.duration if self.duration > 0 else math.inf
+        return self.phases.word_at(fraction)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         now = self.clock() if now is None else now
         final_at = self.final_at()
         if final_at is None or now < final_at:
-            return Snapshot(self._running_phase(now))
+            return Snapshot(Phase.RUNNING)
         code = self._fail_code()
         if code is None:
             return Snapshot(Phase.SUCCESS, final_at)
@@ -153,19 +150,3 @@ class TaskRecord:
         if self.outcome is Outcome.FAIL:
             return FailCode.INTERNAL_ERROR
         return None
-
-    def _running_phase(self, now: float) -> Phase:
-        fraction = (now - self.created) / self.duration if self.duration > 0 else math.inf
-        if self.service is Service.GEMPIX2:
-            if fraction < GEMPIX2_PENDING_FRACTION:
-                return Phase.PENDING
-            if fraction < GEMPIX2_SUBMITTED_FRACTION:
-                return Phase.SUBMITTED
-            return Phase.PROCESSING
-        return Phase.PENDING if fraction < APIXO_PENDING_FRACTION else Phase.PROCESSING
-
-
-def wire_state(service: Service, phase: Phase) -> str:
-    if service is Service.GEMPIX2 and phase is Phase.PROCESSING:
-        return "in_progress"
-    return phase.value

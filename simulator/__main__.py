@@ -1,4 +1,4 @@
-"""Run the simulator as a server: python -m providers.simulator --port 8900."""
+"""Run the simulator as a server: python -m simulator --port 8900."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import logging
 
 import uvicorn
 
-from providers.simulator import Simulator, SimulatorConfig
+from simulator import Simulator, SimulatorConfig
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m providers.simulator",
+        prog="python -m simulator",
         description="Serve the GemPix2 and Nano Banana Pro API simulator.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from providers.capabilities import Service
-from providers.client import ServiceClient
+from providers.capabilities import ModelSpec
+from providers.catalog import ServiceDescriptor
+from providers.client import Envelope, ServiceClient, optional_credits
 from providers.errors import ServiceError
-from providers.transport import error_for_status, json_body, retry_after_of
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
+SERVICE_ID = "gempix2"
 PROVIDER = "GemPix2"
+# Code 0 means ok; the 401 on query carries code 401, the 400 and 401 on submit carry code 1.
+ENVELOPE = Envelope(PROVIDER, ok_code=0, message_keys=("detail", "message"))
+read_response = ENVELOPE.read
 SUBMIT_PATH = "/api/image/gen"
 QUERY_PATH = "/api/task/query"
 
@@ -40,51 +42,11 @@ def build_submit_body(request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-def read_response(response: httpx.Response, *, task_id: str | None = None) -> dict[str, Any]:
-    """The `data` object of a successful answer; otherwise the fitting error from the tree.
-
-    The HTTP status is read first (as the seed advises), then the body's `code`, which is 0 on
-    success; the 401 on query carries code 401, the 400 and 401 on submit carry code 1.
-    """
-    body = json_body(response)
-    if response.is_success and body is not None and body.get("code") == 0:
-        data = body.get("data")
-        if isinstance(data, dict):
-            return data
-        raise ServiceError("answer without data", provider=PROVIDER, task_id=task_id)
-    if body is None:
-        message = f"unreadable answer (HTTP {response.status_code})"
-        if response.is_success:
-            raise ServiceError(
-                message, provider=PROVIDER, task_id=task_id, status_code=response.status_code
-            )
-    else:
-        message = str(body.get("detail") or body.get("message") or "no message")
-    status = response.status_code
-    if response.is_success:  # HTTP 200 with a failing body code
-        code = body.get("code") if body else None
-        status = code if isinstance(code, int) and code >= 400 else 400
-    raise error_for_status(
-        status,
-        message,
-        provider=PROVIDER,
-        task_id=task_id,
-        retry_after=retry_after_of(response),
-    )
-
-
 def parse_submit(data: dict[str, Any]) -> SubmittedTask:
     task_id = data.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         raise ServiceError("submit answer has no task_id", provider=PROVIDER)
-    return SubmittedTask(service=Service.GEMPIX2, task_id=task_id)
-
-
-def _credits(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return SubmittedTask(service=SERVICE_ID, task_id=task_id)
 
 
 def parse_task(data: dict[str, Any]) -> TaskStatus:
@@ -107,23 +69,57 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
         # A success without an image is no success to the user: say so rather than show nothing.
         state, fail_message = TaskState.FAILED, fail_message or "the service returned no image"
     return TaskStatus(
-        service=Service.GEMPIX2,
+        service=SERVICE_ID,
         task_id=task_id,
         state=state,
         provider_state=provider_state,
         images=images,
-        credits=_credits(data.get("consumed")),
+        credits=optional_credits(data.get("consumed")),
         fail_message=fail_message if state is TaskState.FAILED else None,
     )
 
 
 class GemPix2Client(ServiceClient):
-    service = Service.GEMPIX2
+    service = SERVICE_ID
     provider = PROVIDER
+    envelope = ENVELOPE
     submit_path = SUBMIT_PATH
     status_path = QUERY_PATH
     task_param = "task_id"
     build_submit_body = staticmethod(build_submit_body)
-    read_response = staticmethod(read_response)
     parse_submit = staticmethod(parse_submit)
     parse_task = staticmethod(parse_task)
+
+
+_WINDOW = {"": (8.0, 20.0)}
+
+SERVICE = ServiceDescriptor(
+    id=SERVICE_ID,
+    label=PROVIDER,
+    vendor="defapi.org",
+    models=(
+        ModelSpec(
+            id="google/gempix2",
+            label="GemPix2 (Nano Banana)",
+            description="Nano Banana via defapi: fast edits and blends, up to 4 references.",
+            service=SERVICE_ID,
+            max_references=4,
+            expected_seconds=_WINDOW,
+        ),
+        ModelSpec(
+            id="google/gemini-2.5-flash-image",
+            label="Gemini 2.5 Flash Image",
+            description="Gemini 2.5 Flash Image via defapi: quick drafts, up to 4 references.",
+            service=SERVICE_ID,
+            max_references=4,
+            expected_seconds=_WINDOW,
+        ),
+    ),
+    key_env="DEFAPI_API_KEY",
+    base_url_env="DEFAPI_BASE_URL",
+    default_base_url="https://api.defapi.org",
+    client=GemPix2Client,
+    key_field="defapi_key",
+    key_hint="dk-…",
+    result_lifetime=None,  # defapi does not say how long result links live
+)

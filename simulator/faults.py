@@ -5,11 +5,8 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
 
-from providers.capabilities import Service
-
-Endpoint = Literal["submit", "status"]
+from simulator.twin import Endpoint
 
 ENDPOINTS: tuple[str, ...] = ("submit", "status")
 
@@ -42,7 +39,7 @@ class HttpFault:
     """One queued HTTP fault; `service` None means whichever service asks first."""
 
     kind: str
-    service: Service | None = None
+    service: str | None = None  # a service id
     retry_after: float | None = None
     hang_seconds: float = 30.0
 
@@ -67,7 +64,7 @@ class Faults:
         *,
         retry_after: float | None = None,
         hang_seconds: float = 30.0,
-        service: str | Service | None = None,
+        service: str | None = None,
         times: int = 1,
     ) -> None:
         """Queue `times` copies of a one-shot fault for the next requests to `endpoint`."""
@@ -77,11 +74,10 @@ class Faults:
             raise ValueError(f"fault kind must be one of {HTTP_FAULTS}, not {kind!r}")
         if kind == "hang" and endpoint != "submit":
             raise ValueError("the hang fault exists for the submit endpoint only")
-        target = Service(service) if service is not None else None
-        fault = HttpFault(kind, target, retry_after, hang_seconds)
+        fault = HttpFault(kind, service, retry_after, hang_seconds)
         self._queues[endpoint].extend([fault] * times)
 
-    def take(self, endpoint: Endpoint, service: Service) -> HttpFault | None:
+    def take(self, endpoint: Endpoint, service: str) -> HttpFault | None:
         """Remove and return the first queued fault that applies to this request."""
         queue = self._queues[endpoint]
         for index, fault in enumerate(queue):

@@ -4,50 +4,56 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 
-from providers.capabilities import Service, model_spec
-from providers.simulator import apixo, gempix2
-from providers.simulator.app import build_app
-from providers.simulator.callbacks import post_callback
-from providers.simulator.config import SimulatorConfig
-from providers.simulator.faults import Faults, parse_prompt
-from providers.simulator.references import ReferenceFetchError, load_references
-from providers.simulator.render import (
+from providers.capabilities import ModelSpec
+from simulator.callbacks import post_callback
+from simulator.config import SimulatorConfig
+from simulator.faults import Faults, parse_prompt
+from simulator.references import ReferenceFetchError, load_references
+from simulator.render import (
     RenderCache,
     RenderRequest,
     content_type,
     file_extension,
     render_image,
 )
-from providers.simulator.tasks import (
-    EARLY_FAILURE_SECONDS,
-    Outcome,
-    Phase,
-    Snapshot,
-    TaskRecord,
-    new_task_id,
-)
+from simulator.routes import build_app
+from simulator.services import TWINS
+from simulator.tasks import EARLY_FAILURE_SECONDS, Outcome, Phase, TaskRecord
+from simulator.twin import Submission, Twin
 
-logger = logging.getLogger("providers.simulator")
+logger = logging.getLogger("simulator")
 
 # Background waits re-read the clock at least this often, so an injected clock that jumps
 # ahead is noticed quickly.
 _CLOCK_POLL_SECONDS = 0.2
 _HTTP_TIMEOUT_SECONDS = 10.0
+# Submit bodies and requests kept for inspection: enough for any test, flat in a long run.
+_KEPT_REQUESTS = 1000
+
+
+def token_fingerprint(token: str) -> str:
+    """A short hash of a Bearer token: lets a test tell keys apart without keeping them."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12] if token else ""
 
 
 class Simulator:
-    """Both image APIs in one ASGI app (`self.app`), with inspectable state and faults.
+    """Every twin's API in one ASGI app (`self.app`), with inspectable state and faults.
+
+    `submissions` holds the latest submit bodies (a bounded window; `submission_count` counts
+    them all), `requests` the latest (kind, service, token fingerprint) triples.
 
     Nothing starts until the first request: the app needs no lifespan events, so it works
     behind httpx.ASGITransport as well as under uvicorn. Call `aclose()` to stop background
@@ -58,6 +64,7 @@ class Simulator:
         self,
         config: SimulatorConfig | None = None,
         *,
+        twins: Sequence[Twin] = TWINS,
         fetch_client: httpx.AsyncClient | None = None,
         callback_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] | None = None,
@@ -65,9 +72,13 @@ class Simulator:
     ) -> None:
         self.config = config or SimulatorConfig()
         self.faults = Faults()
+        self.twins = tuple(twins)
+        self._models: dict[str, ModelSpec] = {m: s for t in self.twins for m, s in t.models.items()}
         self.tasks: dict[str, TaskRecord] = {}
-        self.submissions: list[Any] = []
-        self.status_queries: list[str] = []
+        self.submissions: deque[Any] = deque(maxlen=_KEPT_REQUESTS)
+        self.submission_count = 0
+        self.status_queries: deque[str] = deque(maxlen=_KEPT_REQUESTS)
+        self.requests: deque[tuple[str, str, str]] = deque(maxlen=_KEPT_REQUESTS)
         self._clock = clock or time.monotonic
         self._wall_clock = wall_clock or time.time
         self._rng = random.Random(self.config.seed)
@@ -78,44 +89,57 @@ class Simulator:
         self._cache = RenderCache()
         self._rendering: dict[str, asyncio.Task[bytes]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self.app: Starlette = build_app(self)
+        self.app: Starlette = build_app(self, self.twins)
+
+    # -- what the routes report ----------------------------------------------------------------
+
+    @property
+    def api_keys(self) -> frozenset[str] | None:
+        return self.config.api_keys
+
+    def note_submission(self, body: Any, token: str, service: str) -> None:
+        self.submissions.append(body)
+        self.submission_count += 1
+        self.requests.append(("submit", service, token_fingerprint(token)))
+
+    def note_status_query(self, task_id: str, token: str, service: str) -> None:
+        self.status_queries.append(task_id)
+        self.requests.append(("status", service, token_fingerprint(token)))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "submissions": self.submission_count,
+            "tasks": {task_id: task.state for task_id, task in self.tasks.items()},
+        }
 
     # -- tasks -------------------------------------------------------------------------------
 
-    def create_task(
-        self,
-        *,
-        service: Service,
-        model: str,
-        prompt: str,
-        params: dict[str, Any],
-        references: list[str],
-        callback_url: str | None,
-        base_url: str,
-    ) -> TaskRecord:
+    def create_task(self, twin: Twin, submission: Submission, base_url: str) -> TaskRecord:
         """Register a task and start its background work; must run inside the event loop."""
+        prompt, params = submission.prompt, submission.params
         tags = parse_prompt(prompt)
         # A prompt tag wins over the queue and leaves the queued outcome for the next task.
         outcome = Outcome(tags.outcome or self.faults.take_outcome() or Outcome.SUCCESS)
-        low, high = model_spec(model).expected_window(params.get("resolution"))
+        low, high = self._models[submission.model].expected_window(params.get("resolution"))
         scale = self.config.time_scale
         now = self._clock()
         extension = file_extension(str(params.get("output_format") or "png"))
         task = TaskRecord(
-            id=new_task_id(service),
-            service=service,
-            model=model,
+            id=twin.new_task_id(),
+            service=twin.service,
+            phases=twin.phases,
+            model=submission.model,
             prompt=prompt,
             text=tags.text,
             params=dict(params),
-            references=list(references),
-            callback_url=callback_url,
+            references=list(submission.references),
+            callback_url=submission.callback_url,
             created=now,
             created_wall=self._wall_clock(),
             duration=self._rng.uniform(low, high) * scale,
             early_failure_delay=EARLY_FAILURE_SECONDS * scale,
             outcome=outcome,
-            data_uri=service is Service.GEMPIX2 and (tags.data_uri or self.config.gempix2_data_uri),
+            data_uri=twin.can_return_data_uri and (tags.data_uri or self.config.gempix2_data_uri),
             base_url=base_url.rstrip("/"),
             file_name=f"{secrets.token_urlsafe(18)}.{extension}",
             clock=self._clock,
@@ -128,12 +152,12 @@ class Simulator:
             task.refs_done_at = now
             task.refs_done.set()
         if task.callback_url is not None:
-            self._spawn(self._run_callback(task))
+            self._spawn(self._run_callback(twin, task))
         return task
 
-    def find_task(self, service: Service, task_id: str) -> TaskRecord | None:
+    def find_task(self, service: str, task_id: str) -> TaskRecord | None:
         task = self.tasks.get(task_id)
-        return task if task is not None and task.service is service else None
+        return task if task is not None and task.service == service else None
 
     def find_file(self, name: str) -> TaskRecord | None:
         task_id = self._files.get(name)
@@ -146,7 +170,7 @@ class Simulator:
         return f"{base}/files/{task.file_name}"
 
     async def result_images(self, task: TaskRecord) -> list[str]:
-        """What a GemPix2 result's `image` field holds: a file URL or a data URI."""
+        """The result as the status answer carries it: a file URL or (if asked) a data URI."""
         if task.data_uri:
             data = await self.image_bytes(task)
             encoded = base64.b64encode(data).decode("ascii")
@@ -171,7 +195,7 @@ class Simulator:
         return await asyncio.shield(job)
 
     async def _render(self, task: TaskRecord) -> bytes:
-        spec = model_spec(task.model)
+        spec = self._models[task.model]
         aspect_ratio = task.params.get("aspect_ratio")
         resolution = task.params.get("resolution")
         request = RenderRequest(
@@ -226,7 +250,7 @@ class Simulator:
             task.refs_done_at = self._clock()
             task.refs_done.set()
 
-    async def _run_callback(self, task: TaskRecord) -> None:
+    async def _run_callback(self, twin: Twin, task: TaskRecord) -> None:
         final_at = task.final_at()
         if final_at is None:
             await task.refs_done.wait()
@@ -239,7 +263,8 @@ class Simulator:
                 break
             await asyncio.sleep(min(remaining, _CLOCK_POLL_SECONDS))
         snapshot = task.snapshot()
-        body = await self._callback_body(task, snapshot)
+        images = await self.result_images(task) if snapshot.phase is Phase.SUCCESS else []
+        body = twin.callback_body(twin.task_data(task, snapshot, images))
         await post_callback(
             self._poster(),
             task,
@@ -247,15 +272,6 @@ class Simulator:
             attempts=self.config.callback_attempts,
             backoff=max(0.01, self.config.time_scale),
         )
-
-    async def _callback_body(self, task: TaskRecord, snapshot: Snapshot) -> dict[str, Any]:
-        success = snapshot.phase is Phase.SUCCESS
-        if task.service is Service.GEMPIX2:
-            images = await self.result_images(task) if success else None
-            return gempix2.task_payload(task, snapshot, images)
-        if success:
-            self.prewarm(task)
-        return apixo.status_body(task, snapshot, [self.result_url(task)])
 
     # -- lifecycle ---------------------------------------------------------------------------
 
