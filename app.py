@@ -31,7 +31,7 @@ from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
-from studio.references import ReferenceHost
+from studio.reference_host import ReferenceHost
 
 log = logging.getLogger("image_studio")
 

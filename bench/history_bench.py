@@ -107,7 +107,7 @@ def measure_history_tab(ledger: Ledger, tmp: Path) -> list[tuple[str, tuple[floa
     from providers.settings import service_configs
     from studio.backends import Backends
     from studio.jobs import JobRunner
-    from studio.references import ReferenceHost
+    from studio.reference_host import ReferenceHost
 
     backends = Backends(CATALOG, service_configs(CATALOG, {}))
     runner = JobRunner(backends=backends, ledger=ledger, outputs_dir=tmp)

@@ -19,13 +19,8 @@ from providers.errors import ImageServiceError
 from studio.jobs import JobRunner, JobSpec
 from studio.netguard import UnsafeUrlError, resolve_public_addresses
 from studio.progress import Progress
-from studio.references import (
-    BadReferenceError,
-    ReferenceHost,
-    check_reference_url,
-    deduplicate,
-    prepare_reference,
-)
+from studio.reference_host import ReferenceHost, check_reference_url
+from studio.references import BadReferenceError, deduplicate, prepare_reference
 
 GalleryItems = list[tuple[str, str]]
 

@@ -1,4 +1,5 @@
-"""The retry policy for status reads, as a value apart from the loop that applies it."""
+"""The retry policy for status reads and result downloads, as a value apart from the loops
+that apply it."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 8.0
     max_total_wait: float = 30.0
-    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
     def delay(
         self, retry: int, retry_after: float | None = None, rng: Callable[[], float] = random.random

@@ -40,6 +40,7 @@ from types import MappingProxyType
 import httpx
 from PIL import Image
 
+from providers.retry import RetryPolicy, parse_retry_after
 from studio import netguard
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_MAX_BYTES = 40 * 1024 * 1024
+# The service clients' policy, shorter: a result link either works in a few tries or has expired.
+# A `Retry-After` longer than the total wait ends the tries with the service's own message.
+DOWNLOAD_RETRY = RetryPolicy(max_attempts=3, max_total_wait=20.0)
 MAX_REDIRECTS = 5
 # 4K results are about 17 megapixels; this leaves room and stops a decompression bomb early.
 MAX_PIXELS = 64 * 1024 * 1024
@@ -133,18 +137,18 @@ class ResultFetcher:
         trusted: Mapping[str, httpx.AsyncClient] = _NO_TRUSTED,
         max_bytes: int = DEFAULT_MAX_BYTES,
         deadline: float = 60.0,
-        attempts: int = 3,
+        retry: RetryPolicy = DOWNLOAD_RETRY,
         resolver: netguard.Resolver | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if max_bytes <= 0 or deadline <= 0 or attempts < 1:
-            raise ValueError("max_bytes and deadline must be positive, attempts at least 1")
+        if max_bytes <= 0 or deadline <= 0:
+            raise ValueError("max_bytes and deadline must be positive")
         self._owns_public_http = public_http is None
         self.public_http = public_client() if public_http is None else public_http
         self.trusted = {_origin(httpx.URL(origin)): client for origin, client in trusted.items()}
         self.max_bytes = max_bytes
         self.deadline = deadline
-        self.attempts = attempts
+        self.retry = retry
         self.resolver = resolver
         self.sleep = sleep
 
@@ -159,7 +163,8 @@ class ResultFetcher:
         if location[:5].lower() == "data:":
             return await asyncio.to_thread(self._decode_data_uri, location)
         shown = display_url(location)
-        for attempt in range(1, self.attempts + 1):
+        waited = 0.0
+        for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 try:
                     async with asyncio.timeout(self.deadline):
@@ -170,9 +175,10 @@ class ResultFetcher:
                     ) from None
                 return await asyncio.to_thread(_inspect, data, location, shown)
             except DownloadError as exc:
-                if not exc.retryable or attempt == self.attempts:
+                delay = self.retry.delay(attempt, exc.retry_after)
+                if not exc.retryable or not self.retry.allows(attempt, waited, delay):
                     raise
-                delay = _backoff(attempt, exc.retry_after)
+                waited += delay
                 log.warning(
                     "download of %s failed (%s); retry %d in %.1f s",
                     shown,
@@ -311,7 +317,7 @@ def _check_status(response: httpx.Response, shown: str) -> None:
             f"the server answered HTTP {status}",
             url=shown,
             retryable=True,
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
     raise DownloadError(f"the server answered HTTP {status}", url=shown)
 
@@ -334,16 +340,3 @@ def _inspect(data: bytes, source: str, shown: str) -> FetchedImage:
         raise DownloadError("not an image (PNG, JPEG or WebP expected)", url=shown) from None
     mime, extension = _FORMATS[str(fmt)]
     return FetchedImage(data, mime, extension, width, height, source)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(float(value), 0.0) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare for downloads; the computed backoff will do
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    if retry_after is not None:
-        return min(retry_after, 10.0)
-    return min(0.5 * 2 ** (attempt - 1), 8.0)

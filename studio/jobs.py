@@ -28,6 +28,7 @@ from providers.watch import PollSchedule, watch_task
 from studio.backends import Backend, Backends
 from studio.callbacks import accepts_callback, callback_url, revealed_task_id
 from studio.downloads import DownloadError, ResultFetcher
+from studio.files import remove_partial_files, result_filename, write_atomically
 from studio.ledger import JobRow, Ledger, LedgerError, NewJob
 from studio.lifecycle import (
     RECHECKABLE_STATES,
@@ -38,12 +39,7 @@ from studio.lifecycle import (
     state_for,
     stopped_ending,
 )
-from studio.metadata import (
-    embed_parameters,
-    remove_partial_files,
-    result_filename,
-    save_atomically,
-)
+from studio.metadata import embed_parameters
 from studio.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -516,7 +512,7 @@ class JobRunner:
             name = result_filename(
                 created, job.spec.model, job.spec.prompt, status.task_id, index, fetched.extension
             )
-            path = await asyncio.to_thread(save_atomically, folder, name, data)
+            path = await asyncio.to_thread(write_atomically, folder, name, data)
             await asyncio.to_thread(
                 self.ledger.record_result,
                 job.progress.job_id,

@@ -166,7 +166,7 @@ def arm(point: str, runner: JobRunner) -> None:
 
         ServiceTransport.get_with_retry = get_with_retry  # type: ignore[method-assign]
     elif point == "downloading":
-        # save_atomically writes and fsyncs a hidden temp file, then os.replace()s it onto the
+        # write_atomically writes and fsyncs a hidden temp file, then os.replace()s it onto the
         # final name: die at that rename, for files going into the outputs folder only.
         outputs = runner.outputs_dir.resolve()
         original_replace = os.replace

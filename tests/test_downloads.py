@@ -14,6 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from providers.retry import RetryPolicy
 from studio.downloads import (
     DownloadError,
     FetchedImage,
@@ -382,7 +383,7 @@ async def test_each_checked_address_is_tried_until_one_answers(make_fetcher):
 
 
 async def test_when_no_checked_address_answers_it_is_a_retryable_network_error(make_fetcher):
-    fetcher, _, _, sleeps = make_fetcher({}, refuse=(PUBLIC_IP,), attempts=2)
+    fetcher, _, _, sleeps = make_fetcher({}, refuse=(PUBLIC_IP,), retry=RetryPolicy(max_attempts=2))
 
     with pytest.raises(DownloadError) as caught:
         await fetcher.fetch("https://cdn.example.com/a.png")
@@ -445,7 +446,9 @@ async def test_a_temporary_dns_failure_is_retried(make_fetcher):
 async def test_a_temporary_dns_failure_that_lasts_ends_as_retryable(make_fetcher):
     url = "https://cdn.example.com/a.png"
     resolver = ScriptedResolver({"cdn.example.com": [TEMPORARY]})
-    fetcher, server, _, sleeps = make_fetcher({url: png_response}, attempts=3, resolver=resolver)
+    fetcher, server, _, sleeps = make_fetcher(
+        {url: png_response}, retry=RetryPolicy(max_attempts=3), resolver=resolver
+    )
 
     with pytest.raises(DownloadError) as caught:
         await fetcher.fetch(url)
@@ -559,7 +562,9 @@ async def test_a_slow_drip_is_cut_off_by_the_deadline(make_fetcher):
             await asyncio.sleep(0.05)  # the whole image would take seconds
 
     fetcher, *_ = make_fetcher(
-        {url: lambda request: httpx.Response(200, content=drip())}, deadline=0.2, attempts=1
+        {url: lambda request: httpx.Response(200, content=drip())},
+        deadline=0.2,
+        retry=RetryPolicy(max_attempts=1),
     )
 
     started = time.monotonic()
@@ -597,13 +602,24 @@ async def test_a_429_waits_as_long_as_retry_after_says(make_fetcher):
     assert sleeps.calls == [3.0]
 
 
+async def test_a_retry_after_beyond_the_total_wait_ends_the_tries_at_once(make_fetcher):
+    url = "https://cdn.example.com/a.png"
+    slow_down = httpx.Response(429, headers={"Retry-After": "3600"})
+    fetcher, server, _, sleeps = make_fetcher({url: [slow_down, png_response]})
+
+    with pytest.raises(DownloadError) as caught:
+        await fetcher.fetch(url)
+
+    assert caught.value.retryable and sleeps.calls == [] and len(server.requests) == 1
+
+
 async def test_network_errors_are_retried_until_attempts_run_out(make_fetcher):
     url = "https://cdn.example.com/a.png"
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    fetcher, server, _, sleeps = make_fetcher({url: refuse}, attempts=3)
+    fetcher, server, _, sleeps = make_fetcher({url: refuse}, retry=RetryPolicy(max_attempts=3))
 
     with pytest.raises(DownloadError) as caught:
         await fetcher.fetch(url)

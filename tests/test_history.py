@@ -29,6 +29,7 @@ from components import handlers
 from components import history_handlers as history
 from components.handlers import Studio
 from providers.capabilities import ImageSettings
+from providers.retry import RetryPolicy
 from providers.services import CATALOG
 from providers.settings import ServiceConfig, service_configs
 from simulator import Simulator, SimulatorConfig
@@ -38,7 +39,7 @@ from studio.jobs import JobRunner, JobSpec, owner_folder
 from studio.ledger import Ledger
 from studio.lifecycle import JobState
 from studio.metadata import read_parameters
-from studio.references import ReferenceHost
+from studio.reference_host import ReferenceHost
 
 NBP = "nano-banana-pro"
 GEMPIX2 = "google/gempix2"
@@ -254,7 +255,7 @@ async def test_hostile_result_url_ends_download_failed_and_says_why(
         trusted=backends.trusted_origins(),
         resolver=fake_resolver,
         deadline=FETCH_DEADLINE,
-        attempts=2,
+        retry=RetryPolicy(max_attempts=2),
         sleep=no_sleep,
     )
     runner = JobRunner(

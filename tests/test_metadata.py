@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio import metadata
-from studio.metadata import embed_parameters, read_parameters, result_filename, save_atomically
+from studio import files
+from studio.files import result_filename, write_atomically
+from studio.metadata import embed_parameters, read_parameters
 
 PARAMS = {
     "model": "nano-banana-pro",
@@ -199,7 +200,7 @@ def test_truncated_or_corrupted_files_never_raise(mime: str, original: bytes):
 def test_save_atomically_writes_the_whole_file_and_leaves_no_temp_files(tmp_path: Path):
     data = os.urandom(300_000)
 
-    path = save_atomically(tmp_path / "2026-11-21", "result.png", data)
+    path = write_atomically(tmp_path / "2026-11-21", "result.png", data)
 
     assert path == tmp_path / "2026-11-21" / "result.png"
     assert path.read_bytes() == data
@@ -216,18 +217,18 @@ def test_the_final_name_only_ever_holds_a_complete_file(tmp_path: Path, monkeypa
         seen.append((Path(dst).exists(), Path(src).read_bytes() == data, Path(src).parent))
         real_replace(src, dst)
 
-    monkeypatch.setattr(metadata.os, "replace", watching_replace)
+    monkeypatch.setattr(files.os, "replace", watching_replace)
 
-    save_atomically(tmp_path, "image.jpg", data)
+    write_atomically(tmp_path, "image.jpg", data)
 
     assert seen == [(False, True, tmp_path)]
 
 
 def test_a_failed_save_keeps_the_old_file_and_cleans_up(tmp_path: Path):
-    save_atomically(tmp_path, "image.png", b"old complete file")
+    write_atomically(tmp_path, "image.png", b"old complete file")
 
     with pytest.raises(TypeError):
-        save_atomically(tmp_path, "image.png", "not bytes")  # type: ignore[arg-type]
+        write_atomically(tmp_path, "image.png", "not bytes")  # type: ignore[arg-type]
 
     assert (tmp_path / "image.png").read_bytes() == b"old complete file"
     assert [p.name for p in tmp_path.iterdir()] == ["image.png"]
@@ -236,7 +237,7 @@ def test_a_failed_save_keeps_the_old_file_and_cleans_up(tmp_path: Path):
 @pytest.mark.parametrize("name", ["", ".", "..", "../escape.png", "a/b.png", "a\\b.png"])
 def test_save_atomically_refuses_paths_as_file_names(tmp_path: Path, name: str):
     with pytest.raises(ValueError):
-        save_atomically(tmp_path / "out", name, b"data")
+        write_atomically(tmp_path / "out", name, b"data")
     assert not (tmp_path / "escape.png").exists()
 
 

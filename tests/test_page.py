@@ -24,7 +24,7 @@ from studio.backends import Backends
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
 from studio.lifecycle import JobState
-from studio.references import ReferenceHost
+from studio.reference_host import ReferenceHost
 
 GEMPIX2 = "google/gempix2"
 NBP = "nano-banana-pro"

@@ -14,12 +14,11 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 
 from studio.config import public_url_from_env
 from studio.netguard import UnsafeUrlError
+from studio.reference_host import ReferenceHost, check_reference_url
 from studio.references import (
     BadReferenceError,
     PreparedReference,
-    ReferenceHost,
     ReferenceLimits,
-    check_reference_url,
     deduplicate,
     prepare_reference,
 )
@@ -453,6 +452,15 @@ def test_published_files_expire(tmp_path: Path, ref: PreparedReference) -> None:
     os.utime(stray, (0, 0))
     assert host.sweep() == 1
     assert not (tmp_path / old).exists() and (tmp_path / new).exists() and stray.exists()
+
+
+def test_sweep_removes_an_old_partial_write_left_by_a_crash(tmp_path: Path) -> None:
+    clock = FakeClock()
+    host = ReferenceHost(tmp_path, "https://studio.example", ttl_seconds=600, clock=clock)
+    partial = tmp_path / f".{'a' * 32}.jpg.k3x9.part"
+    partial.write_bytes(b"half a file")
+    os.utime(partial, (clock.now - 601, clock.now - 601))
+    assert host.sweep() == 1 and not partial.exists()
 
 
 def test_sweep_of_a_missing_folder_is_harmless(tmp_path: Path) -> None:
