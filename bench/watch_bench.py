@@ -290,9 +290,7 @@ async def main_async(n: int, time_scale: float, seed: int) -> None:
     print(f"- tasks per group and strategy (N): {n}")
     print(f"- time_scale: {time_scale:g} (1 ms of timer error = {0.001 / time_scale:.3f} s here)")
     print(f"- seed: {seed} (simulator seed = seed * 1000 + group index)")
-    print(
-        f"- ours = schedule_for(spec, request): PollSchedule defaults {settings}"
-    )
+    print(f"- ours = schedule_for(spec, request): PollSchedule defaults {settings}")
     print(
         "- expected windows (s): "
         + "; ".join(

@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from providers.capabilities import NO_SETTINGS, ImageSettings
 from providers.catalog import Catalog
 from providers.errors import InvalidRequestError, task_failure
 from providers.registry import schedule_for
-from providers.types import GenerationRequest, TaskState, TaskStatus
+from providers.types import TaskState, TaskStatus
 from providers.watch import PollSchedule, watch_task
 from studio.backends import Backend, Backends
 from studio.callbacks import accepts_callback, callback_url, revealed_task_id
-from studio.downloads import DownloadError, ResultFetcher
-from studio.files import remove_partial_files, result_filename, write_atomically
-from studio.ledger import JobRow, Ledger, LedgerError, NewJob
+from studio.downloads import ResultFetcher
+from studio.feed import LiveJob, LiveJobs, cancel_watching, follow
+from studio.files import remove_partial_files
+from studio.job_spec import JobSpec
+from studio.keeper import ResultKeeper, owner_folder
+from studio.ledger import JobRow, Ledger, LedgerError
 from studio.lifecycle import (
+    KEY_NEEDED,
     RECHECKABLE_STATES,
     Ending,
     JobState,
@@ -39,54 +39,11 @@ from studio.lifecycle import (
     state_for,
     stopped_ending,
 )
-from studio.metadata import embed_parameters
 from studio.progress import Progress
 
+__all__ = ["JobRunner", "JobSpec", "owner_folder"]  # JobSpec and owner_folder: for callers
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What the user asked for, for one task (a variant is one more JobSpec)."""
-
-    model: str
-    prompt: str
-    reference_urls: tuple[str, ...] = ()
-    reference_hashes: tuple[str, ...] = ()
-    settings: ImageSettings = NO_SETTINGS
-
-    def problems(self, catalog: Catalog) -> list[str]:
-        return catalog.request_problems(
-            self.model,
-            prompt=self.prompt,
-            reference_count=len(self.reference_urls),
-            settings=self.settings,
-        )
-
-    def request(self, callback_url: str | None = None) -> GenerationRequest:
-        return GenerationRequest(
-            model=self.model,
-            prompt=self.prompt,
-            reference_urls=self.reference_urls,
-            settings=self.settings,
-            callback_url=callback_url,
-        )
-
-    def params(self) -> dict[str, object]:
-        return dict(self.settings.as_dict())
-
-
-@dataclass
-class _Job:
-    progress: Progress
-    backend: Backend
-    spec: JobSpec
-    owner: str
-    callback_token: str = ""
-    resumed: bool = False  # taken up from the ledger rather than started here
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    task: asyncio.Task[None] | None = None
 
 
 class JobRunner:
@@ -102,6 +59,7 @@ class JobRunner:
         deadline: float = 600.0,
         public_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        keep_ended: int = 256,
     ) -> None:
         self.backends = backends
         self.catalog: Catalog = backends.catalog
@@ -110,21 +68,17 @@ class JobRunner:
         self._owns_fetcher = fetcher is None
         self.fetcher = fetcher or ResultFetcher(trusted=backends.trusted_origins())
         self.outputs_dir = outputs_dir
+        self.keeper = ResultKeeper(ledger, self.fetcher, outputs_dir)
         self.deadline = deadline
         self.public_url = public_url
         self.clock = clock
-        self._jobs: dict[str, _Job] = {}
+        self.live = LiveJobs(keep_ended)
         self._closing = False  # shutting down: leave each job's ledger row for the restart
 
     def _schedule(self, spec: JobSpec, backend: Backend) -> PollSchedule:
         """The poll schedule for the spec, on the backend's clock (the simulator runs faster);
         its window is also when the page expects the task to end."""
         return schedule_for(self.catalog.model(spec.model), spec.request(), backend.time_scale)
-
-    def _expiry(self, backend: Backend) -> float | None:
-        """When the service's result links stop working, if the service says."""
-        lifetime = self.catalog.service(backend.service).result_lifetime
-        return self.clock() + lifetime if lifetime else None
 
     # ---- starting and following -------------------------------------------------------------
 
@@ -156,47 +110,25 @@ class JobRunner:
             job_ids.append(job.progress.job_id)
         return job_ids
 
+    @property
+    def held_jobs(self) -> int:
+        """Jobs held in memory: the running ones and the just-ended window, never more."""
+        return len(self.live)
+
     def progress(self, job_id: str) -> Progress | None:
-        job = self._jobs.get(job_id)
+        job = self.live.get(job_id)
         return job.progress if job else None
 
     async def follow(self, job_ids: Sequence[str]) -> AsyncIterator[list[Progress]]:
-        """Yield the progress of all `job_ids` each time any of them changes, until all end."""
-        jobs = [self._jobs[job_id] for job_id in job_ids if job_id in self._jobs]
-        if not jobs:
-            return
-        changed = asyncio.Event()
-
-        async def relay(job: _Job) -> None:
-            while job.progress.is_active:
-                async with job.changed:
-                    await job.changed.wait()
-                changed.set()
-
-        relays = [asyncio.create_task(relay(job)) for job in jobs]
-        try:
-            while True:
-                changed.clear()
-                snapshot = [job.progress for job in jobs]
-                yield snapshot
-                # Judge by what was yielded: a job may have ended while the reader was busy,
-                # and its final state must still be yielded.
-                if not any(progress.is_active for progress in snapshot):
-                    return
-                with contextlib.suppress(TimeoutError):
-                    # Wake at least once a second so elapsed times in the status stay live.
-                    await asyncio.wait_for(changed.wait(), timeout=1.0)
-        finally:
-            for relay_task in relays:
-                relay_task.cancel()
+        """Yield the progress of all `job_ids` each time any of them changes, until all end.
+        A job that ended a moment ago is still found (see `keep_ended`)."""
+        jobs = [job for job in map(self.live.get, job_ids) if job is not None]
+        async for snapshot in follow(jobs):
+            yield snapshot
 
     def active_jobs(self, owner: str | None) -> list[str]:
         """Ids of the jobs being watched now for `owner` (None: everyone), oldest first."""
-        return [
-            job_id
-            for job_id, job in self._jobs.items()
-            if job.progress.is_active and (owner is None or job.owner == owner)
-        ]
+        return self.live.active(owner)
 
     async def recheck(
         self, job_id: str, owner: str | None = None, visitor_keys: Mapping[str, str] | None = None
@@ -215,14 +147,12 @@ class JobRunner:
 
     async def stop(self, job_ids: Sequence[str]) -> None:
         """Stop watching; the task may still run and bill on the service."""
-        jobs = [self._jobs[job_id] for job_id in job_ids if job_id in self._jobs]
-        tasks = [job.task for job in jobs if job.task and not job.task.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        jobs = self.live.running_of(job_ids)
+        await cancel_watching(jobs)
         for job in jobs:
             if job.progress.is_active:  # cancelled before its first step: nothing ran
                 await self._finish_quietly(job, stopped_ending(job.progress.state))
+            self.live.let_go(job)
 
     async def receive_callback(self, job_id: str, token: str, payload: Any) -> bool:
         """A service called back for `job_id`: wake its watcher if the call is genuine. A
@@ -240,7 +170,7 @@ class JobRunner:
                 return self.wake(job_id)
             await self.resume(row)
             return True
-        job = self._jobs.get(job_id)
+        job = self.live.running.get(job_id)
         if job is None:
             return False
         if not accepts_callback(row, token, payload, job.backend.client.parse_callback):
@@ -249,7 +179,7 @@ class JobRunner:
 
     def wake(self, job_id: str) -> bool:
         """Read the job's status now (a callback arrived). False when no such job is watched."""
-        job = self._jobs.get(job_id)
+        job = self.live.running.get(job_id)
         if job is None or not job.progress.is_active:
             return False
         job.wake.set()
@@ -258,10 +188,7 @@ class JobRunner:
     async def close(self) -> None:
         """Cancel the watching of every job; their ledger rows let a restart resume them."""
         self._closing = True
-        tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_watching(list(self.live.running.values()))
         if self._owns_fetcher:
             await self.fetcher.aclose()
 
@@ -269,53 +196,46 @@ class JobRunner:
 
     async def _record(
         self, spec: JobSpec, backend: Backend, *, owner: str, variant: int, key_source: str
-    ) -> _Job:
-        model = self.catalog.model(spec.model)
-        job_id = uuid.uuid4().hex
-        row = await asyncio.to_thread(
-            self.ledger.record_job,
-            NewJob(
-                job_id=job_id,
-                owner=owner,
-                service=model.service,
-                model=spec.model,
-                prompt=spec.prompt,
-                params={
-                    **spec.params(),
-                    "variant": variant,
-                    "offline": backend.offline,
-                    # Keys are never stored: a restart must know whose key the task needs.
-                    "key_source": key_source,
-                },
-                reference_hashes=spec.reference_hashes,
-            ),
-        )
-        progress = Progress(
-            job_id=job_id,
+    ) -> LiveJob:
+        new_job = spec.new_job(
+            uuid.uuid4().hex,
+            owner=owner,
+            service=backend.service,
             variant=variant,
-            model_label=model.label,
-            state=JobState.RECORDED,
+            offline=backend.offline,
+            key_source=key_source,
+        )
+        row = await asyncio.to_thread(self.ledger.record_job, new_job)
+        job = self._live_job(row, spec, backend)
+        self.live.add(job)
+        return job
+
+    def _live_job(
+        self, row: JobRow, spec: JobSpec, backend: Backend, *, resumed: bool = False
+    ) -> LiveJob:
+        progress = Progress(
+            job_id=row.job_id,
+            variant=int(row.params.get("variant") or 1),  # type: ignore[call-overload]
+            model_label=self.catalog.model(row.model).label,
+            state=JobState(row.state),
+            provider_state=row.provider_state,
+            task_id=row.task_id,
             offline=backend.offline,
             created_at=row.created_at,
+            submitted_at=row.submitted_at,
             expected_seconds=self._schedule(spec, backend).window,
         )
-        job = _Job(
+        return LiveJob(
             progress=progress,
             backend=backend,
             spec=spec,
-            owner=owner,
+            owner=row.owner,
             callback_token=row.callback_token,
+            resumed=resumed,
         )
-        self._jobs[job_id] = job
-        return job
-
-    async def _publish(self, job: _Job, **changes: object) -> None:
-        job.progress = job.progress.evolve(**changes)
-        async with job.changed:
-            job.changed.notify_all()
 
     async def _set_state(
-        self, job: _Job, state: JobState, provider_state: str = "", **changes: object
+        self, job: LiveJob, state: JobState, provider_state: str = "", **changes: object
     ) -> None:
         credits = changes.get("credits")
         await asyncio.to_thread(
@@ -325,9 +245,9 @@ class JobRunner:
             provider_state,
             credits=credits if isinstance(credits, float) else None,
         )
-        await self._publish(job, state=state, provider_state=provider_state, **changes)
+        await job.publish(state=state, provider_state=provider_state, **changes)
 
-    async def _run(self, job: _Job, submitted_at: float | None = None) -> None:
+    async def _run(self, job: LiveJob, submitted_at: float | None = None) -> None:
         """Submit (unless the job has a task already), watch, keep; every ending is recorded."""
         try:
             if submitted_at is None:
@@ -341,12 +261,15 @@ class JobRunner:
             if ending.is_bug:
                 log.exception("job %s crashed", job.progress.job_id)
             await self._finish_quietly(job, ending)
+        finally:
+            if not self._closing:
+                self.live.let_go(job)
 
-    async def _submit(self, job: _Job) -> float:
+    async def _submit(self, job: LiveJob) -> float:
         """Send the POST once; returns when it was answered."""
         job_id = job.progress.job_id
         await asyncio.to_thread(self.ledger.mark_submitting, job_id)
-        await self._publish(job, state=JobState.SUBMITTING, provider_state="submitting")
+        await job.publish(state=JobState.SUBMITTING, provider_state="submitting")
         # With a public address, the service calls back when the task ends: the watcher then
         # reads the status at once instead of waiting for its next scheduled poll.
         hook = (
@@ -355,8 +278,7 @@ class JobRunner:
         submitted = await job.backend.client.submit(job.spec.request(hook))
         now = self.clock()
         await asyncio.to_thread(self.ledger.set_task_id, job_id, submitted.task_id, now)
-        await self._publish(
-            job,
+        await job.publish(
             state=JobState.QUEUED,
             task_id=submitted.task_id,
             submitted_at=now,
@@ -385,40 +307,14 @@ class JobRunner:
             await asyncio.to_thread(
                 self.ledger.record_error,
                 row.job_id,
-                JobState.STOPPED,
-                kind="KeyNeeded",
-                message="The app restarted, and this task was started with your own key, which "
-                "is never stored: enter the key and press 'Check again' in history.",
+                KEY_NEEDED.state,
+                kind=KEY_NEEDED.kind,
+                message=KEY_NEEDED.message,
             )
             return row.job_id
-        spec = JobSpec(
-            model=row.model,
-            prompt=row.prompt,
-            reference_hashes=tuple(row.reference_hashes),
-            settings=ImageSettings.from_mapping(row.params),
-        )
-        model = self.catalog.model(row.model)
         backend = self.backends.for_service(service, visitor_key)
-        job = _Job(
-            progress=Progress(
-                job_id=row.job_id,
-                variant=int(row.params.get("variant") or 1),  # type: ignore[call-overload]
-                model_label=model.label,
-                state=JobState(row.state),
-                provider_state=row.provider_state,
-                task_id=row.task_id,
-                offline=backend.offline,
-                created_at=row.created_at,
-                submitted_at=row.submitted_at,
-                expected_seconds=self._schedule(spec, backend).window,
-            ),
-            backend=backend,
-            spec=spec,
-            owner=row.owner,
-            callback_token=row.callback_token,
-            resumed=True,
-        )
-        self._jobs[row.job_id] = job
+        job = self._live_job(row, JobSpec.from_row(row), backend, resumed=True)
+        self.live.add(job)
 
         job.task = asyncio.create_task(
             self._run(job, submitted_at=row.submitted_at or row.created_at),
@@ -426,7 +322,7 @@ class JobRunner:
         )
         return row.job_id
 
-    async def _watch_and_keep(self, job: _Job, *, submitted_at: float) -> None:
+    async def _watch_and_keep(self, job: LiveJob, *, submitted_at: float) -> None:
         assert job.progress.task_id is not None
         backend = job.backend
         schedule = self._schedule(job.spec, backend)
@@ -450,7 +346,7 @@ class JobRunner:
             if state != job.progress.state or status.provider_state != job.progress.provider_state:
                 await self._set_state(job, state, status.provider_state, **changes)
             else:
-                await self._publish(job, **changes)
+                await job.publish(**changes)
         assert final is not None
         if final.state is TaskState.FAILED:
             raise task_failure(
@@ -466,7 +362,16 @@ class JobRunner:
             credits=final.credits,
             running_since=job.progress.running_since or self.clock(),
         )
-        files = await self._keep(job, final)
+        lifetime = self.catalog.service(backend.service).result_lifetime
+        files = await self.keeper.keep(
+            job.progress.job_id,
+            owner=job.owner,
+            created_at=job.progress.created_at,
+            spec=job.spec,
+            status=final,
+            # When the service's result links stop working, if the service says.
+            links_expire_at=self.clock() + lifetime if lifetime else None,
+        )
         await self._set_state(
             job,
             JobState.DONE,
@@ -476,62 +381,9 @@ class JobRunner:
             credits=final.credits,
         )
 
-    async def _keep(self, job: _Job, status: TaskStatus) -> tuple[Path, ...]:
-        """Fetch every result now (provider URLs expire) and write it atomically, tagged."""
-        # A resumed job may have kept some results before the restart: never fetch them twice
-        # (the provider's link may have expired since).
-        kept = await asyncio.to_thread(self._kept_results, job.progress.job_id)
-        files = []
-        created = datetime.fromtimestamp(job.progress.created_at, UTC)
-        folder = self.outputs_dir / owner_folder(job.owner) / created.strftime("%Y-%m-%d")
-        for index, image in enumerate(status.images, start=1):
-            if index in kept:
-                files.append(kept[index])
-                continue
-            try:
-                fetched = await self.fetcher.fetch(image.location)
-            except DownloadError as exc:
-                await asyncio.to_thread(
-                    self.ledger.record_download_failure,
-                    job.progress.job_id,
-                    index,
-                    source_url="data:" if image.is_data_uri else image.location,
-                    expires_at=self._expiry(job.backend),
-                    message=exc.message,
-                )
-                raise
-            params = {
-                "model": job.spec.model,
-                "prompt": job.spec.prompt,
-                **job.spec.params(),
-                "task_id": status.task_id,
-                "reference_hashes": list(job.spec.reference_hashes),
-                "credits": status.credits,
-            }
-            data = embed_parameters(fetched.data, fetched.mime, params)
-            name = result_filename(
-                created, job.spec.model, job.spec.prompt, status.task_id, index, fetched.extension
-            )
-            path = await asyncio.to_thread(write_atomically, folder, name, data)
-            await asyncio.to_thread(
-                self.ledger.record_result,
-                job.progress.job_id,
-                index,
-                path=str(path),
-                sha256=_sha256(data),
-                source_url="data:" if image.is_data_uri else image.location,
-            )
-            files.append(path)
-        return tuple(files)
-
-    def _kept_results(self, job_id: str) -> dict[int, Path]:
-        row = self.ledger.job(job_id)
-        results = row.results if row else ()
-        return {r.idx: Path(r.path) for r in results if r.path and Path(r.path).is_file()}
-
     # ---- endings ------------------------------------------------------------------------------
 
-    async def _finish_quietly(self, job: _Job, ending: Ending) -> None:
+    async def _finish_quietly(self, job: LiveJob, ending: Ending) -> None:
         """Record and publish an ending, even while being cancelled."""
         if self._closing:
             return  # not an ending: the next start resumes the job from its ledger row
@@ -545,16 +397,4 @@ class JobRunner:
                     message=ending.message,
                 )
             )
-        await self._publish(
-            job, state=ending.state, message=ending.message, finished_at=self.clock()
-        )
-
-
-def owner_folder(owner: str) -> str:
-    """Each visitor's results live under a folder named by a hash of their secret browser id,
-    so a file's path cannot be guessed without that id."""
-    return hashlib.sha256(owner.encode()).hexdigest()[:32] if owner else "local"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+        await job.publish(state=ending.state, message=ending.message, finished_at=self.clock())

@@ -258,6 +258,14 @@ OUTCOME_UNKNOWN_MESSAGE = (
     "but its id never arrived; it was not sent again"
 )
 INTERRUPTED = "interrupted"  # the `kind` recorded for a job settled at start-up
+# A task started with a visitor's own key cannot be watched again without it (keys are never
+# stored), so after a restart it waits, stopped, for the visitor to bring the key back.
+KEY_NEEDED = Ending(
+    JobState.STOPPED,
+    "The app restarted, and this task was started with your own key, which is never stored: "
+    "enter the key and press 'Check again' in history.",
+    "KeyNeeded",
+)
 
 
 class RecoveryAction(StrEnum):

@@ -593,3 +593,34 @@ async def test_wake_reads_the_status_at_once(make_env: MakeEnv) -> None:
     assert env.runner.wake("no-such-job") is False
     await env.runner.stop([job_id])
     assert env.runner.wake(job_id) is False
+
+
+async def test_ended_jobs_leave_the_runners_memory_and_stay_in_the_ledger(env: Env) -> None:
+    runner = JobRunner(
+        backends=env.backends, ledger=env.ledger, outputs_dir=env.outputs_dir, keep_ended=2
+    )
+    try:
+        job_ids = []
+        for n in range(5):
+            [job_id] = await runner.start(gempix2_spec(f"a fox, take {n}"))
+            await follow_all(runner, [job_id])
+            job_ids.append(job_id)
+
+        assert runner.held_jobs == 2  # only the just-ended window, nothing running
+        assert runner.progress(job_ids[0]) is None
+        assert runner.progress(job_ids[-1]).state is JobState.DONE  # type: ignore[union-attr]
+        row = env.ledger.job(job_ids[0])
+        assert row is not None and row.state == JobState.DONE
+    finally:
+        await runner.close()
+
+
+async def test_a_job_that_ended_before_the_page_followed_still_shows_its_ending(
+    env: Env,
+) -> None:
+    [job_id] = await env.runner.start(gempix2_spec())
+    await wait_until(lambda: not env.runner.progress(job_id).is_active)  # type: ignore[union-attr]
+
+    updates = await follow_all(env.runner, [job_id])
+
+    assert [p.state for p in updates[-1]] == [JobState.DONE] and updates[-1][0].files

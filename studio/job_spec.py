@@ -1,0 +1,78 @@
+"""What a user asked for, for one task: the value the runner records, checks and submits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from providers.capabilities import NO_SETTINGS, ImageSettings
+from providers.catalog import Catalog
+from providers.types import GenerationRequest
+from studio.ledger import JobRow, NewJob
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the user asked for, for one task (a variant is one more JobSpec)."""
+
+    model: str
+    prompt: str
+    reference_urls: tuple[str, ...] = ()
+    reference_hashes: tuple[str, ...] = ()
+    settings: ImageSettings = NO_SETTINGS
+
+    @classmethod
+    def from_row(cls, row: JobRow) -> JobSpec:
+        """The spec a ledger row was recorded from (reference URLs are not kept: they expire)."""
+        return cls(
+            model=row.model,
+            prompt=row.prompt,
+            reference_hashes=tuple(row.reference_hashes),
+            settings=ImageSettings.from_mapping(row.params),
+        )
+
+    def problems(self, catalog: Catalog) -> list[str]:
+        return catalog.request_problems(
+            self.model,
+            prompt=self.prompt,
+            reference_count=len(self.reference_urls),
+            settings=self.settings,
+        )
+
+    def request(self, callback_url: str | None = None) -> GenerationRequest:
+        return GenerationRequest(
+            model=self.model,
+            prompt=self.prompt,
+            reference_urls=self.reference_urls,
+            settings=self.settings,
+            callback_url=callback_url,
+        )
+
+    def params(self) -> dict[str, object]:
+        return dict(self.settings.as_dict())
+
+    def new_job(
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        service: str,
+        variant: int,
+        offline: bool,
+        key_source: str,
+    ) -> NewJob:
+        """The ledger row for one variant of this spec."""
+        return NewJob(
+            job_id=job_id,
+            owner=owner,
+            service=service,
+            model=self.model,
+            prompt=self.prompt,
+            params={
+                **self.params(),
+                "variant": variant,
+                "offline": offline,
+                # Keys are never stored: a restart must know whose key the task needs.
+                "key_source": key_source,
+            },
+            reference_hashes=self.reference_hashes,
+        )

@@ -1,0 +1,96 @@
+"""Keeping a finished task's results: fetch each image once, tag it, write it atomically.
+
+Provider result links expire (Nano Banana Pro's after a day, GemPix2's sooner), so results are
+fetched as soon as a task succeeds and the ledger records each kept file. A job resumed after a
+restart never fetches twice a result it already kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from providers.types import TaskStatus
+from studio.downloads import DownloadError, ResultFetcher
+from studio.files import result_filename, write_atomically
+from studio.job_spec import JobSpec
+from studio.ledger import Ledger
+from studio.metadata import embed_parameters
+
+
+class ResultKeeper:
+    """Writes results under `outputs_dir/<owner folder>/<day>/` and records them."""
+
+    def __init__(self, ledger: Ledger, fetcher: ResultFetcher, outputs_dir: Path) -> None:
+        self.ledger = ledger
+        self.fetcher = fetcher
+        self.outputs_dir = outputs_dir
+
+    async def keep(
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        created_at: float,
+        spec: JobSpec,
+        status: TaskStatus,
+        links_expire_at: float | None,
+    ) -> tuple[Path, ...]:
+        """Every result of `status`, kept; DownloadError (recorded) when one cannot be."""
+        kept = await asyncio.to_thread(self._kept_results, job_id)
+        files = []
+        created = datetime.fromtimestamp(created_at, UTC)
+        folder = self.outputs_dir / owner_folder(owner) / created.strftime("%Y-%m-%d")
+        for index, image in enumerate(status.images, start=1):
+            if index in kept:
+                files.append(kept[index])
+                continue
+            source_url = "data:" if image.is_data_uri else image.location
+            try:
+                fetched = await self.fetcher.fetch(image.location)
+            except DownloadError as exc:
+                await asyncio.to_thread(
+                    self.ledger.record_download_failure,
+                    job_id,
+                    index,
+                    source_url=source_url,
+                    expires_at=links_expire_at,
+                    message=exc.message,
+                )
+                raise
+            params = {
+                "model": spec.model,
+                "prompt": spec.prompt,
+                **spec.params(),
+                "task_id": status.task_id,
+                "reference_hashes": list(spec.reference_hashes),
+                "credits": status.credits,
+            }
+            data = embed_parameters(fetched.data, fetched.mime, params)
+            name = result_filename(
+                created, spec.model, spec.prompt, status.task_id, index, fetched.extension
+            )
+            path = await asyncio.to_thread(write_atomically, folder, name, data)
+            await asyncio.to_thread(
+                self.ledger.record_result,
+                job_id,
+                index,
+                path=str(path),
+                sha256=hashlib.sha256(data).hexdigest(),
+                source_url=source_url,
+            )
+            files.append(path)
+        return tuple(files)
+
+    def _kept_results(self, job_id: str) -> dict[int, Path]:
+        row = self.ledger.job(job_id)
+        results = row.results if row else ()
+        return {r.idx: Path(r.path) for r in results if r.path and Path(r.path).is_file()}
+
+
+def owner_folder(owner: str) -> str:
+    """Each visitor's results live under a folder named by a hash of their secret browser id,
+    so a file's path cannot be guessed without that id."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:32] if owner else "local"
