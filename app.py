@@ -25,8 +25,9 @@ import gradio as gr
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 
+from components.browser import CSS, PAGE_JS
 from components.handlers import Studio
-from components.page import CSS, PAGE_JS, Page, build_page
+from components.page import Page, build_page
 from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH
 from studio.jobs import JobRunner

@@ -1,9 +1,11 @@
-"""The studio page: built here from `components/`, with all event wiring in `wire()`."""
+"""The studio page: built here from `components/`, with all event wiring in `wire()`.
+
+What runs in the browser itself (scripts, styles, storage names) is in `components/browser.py`.
+"""
 
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,60 +14,11 @@ import gradio as gr
 
 from components import handlers
 from components import history_handlers as history
+from components.browser import CLIENT_ID_JS, CLIENT_STORAGE, KEY_STORAGE, keys_js
 from components.controls import Controls, build_controls
 from components.handlers import Studio
 from components.history import HistoryView, build_history
 from providers.catalog import Catalog
-
-KEY_STORAGE = "image-studio-keys"
-CLIENT_STORAGE = "image-studio-client"
-
-# Two conveniences Gradio's components lack, attached once the page is mounted (the attribute
-# set at the end tells scripts driving the page that they are live):
-# - Ctrl+Enter / Cmd+Enter in the prompt clicks Generate;
-# - an image pasted anywhere on the page is added to the reference images, through the file
-#   box's own input, so it goes through the same upload, trimming and checks as a picked file.
-#   A paste into a text box that carries text stays a text paste.
-PAGE_JS = """
-() => {
-  document.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
-    if (!event.target.closest || !event.target.closest("#prompt")) return;
-    event.preventDefault();
-    document.querySelector("#generate")?.click();
-  });
-  document.addEventListener("paste", (event) => {
-    const data = event.clipboardData;
-    const images = Array.from(data?.files ?? []).filter((f) => f.type.startsWith("image/"));
-    if (!images.length) return;
-    const typing = event.target.closest?.("textarea, input, [contenteditable]");
-    if (typing && data.getData("text/plain")) return;
-    const input = document.querySelector("#references input[type=file]");
-    if (!input) return;
-    event.preventDefault();
-    const transfer = new DataTransfer();
-    images.forEach((file) => transfer.items.add(file));
-    input.files = transfer.files;
-    input.dispatchEvent(new Event("change", { bubbles: true }));
-  });
-  document.documentElement.dataset.shortcuts = "on";
-}
-"""
-
-# Each browser gets an unguessable id of its own, kept in its storage, so that on a shared
-# deployment it sees only its own history.
-CLIENT_ID_JS = """
-(id) => {
-  if (id && id.length >= 32) return id;
-  const bytes = crypto.getRandomValues(new Uint8Array(24));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-"""
-
-CSS = """
-#status textarea { font-family: ui-monospace, monospace; font-size: 0.85rem; }
-footer { display: none !important; }
-"""
 
 
 @dataclass(frozen=True)
@@ -116,17 +69,6 @@ def generate_signature(catalog: Catalog) -> inspect.Signature:
     names = [*FORM_FIELDS, *((field, None) for field in catalog.key_fields), ("client_id", None)]
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     return inspect.Signature([inspect.Parameter(n, kind, default=d) for n, d in names])
-
-
-def keys_js(catalog: Catalog) -> tuple[str, str]:
-    """Browser-side functions that fill the key boxes from storage and store them back.
-
-    Keys never go to the server except with a generation, so both run as JavaScript only.
-    (A key stored under the field's old short name, e.g. "apixo", is still read.)"""
-    fields = json.dumps(catalog.key_fields)
-    load = f"(k) => {fields}.map((f) => k?.[f] ?? k?.[f.replace(/_key$/, '')] ?? '')"
-    store = f"(...v) => Object.fromEntries({fields}.map((f, i) => [f, v[i] ?? '']))"
-    return load, store
 
 
 def build_page(
