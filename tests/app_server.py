@@ -24,6 +24,8 @@ import httpx
 import pytest
 
 from app import App, build_app, launch
+from providers.catalog import Catalog
+from providers.services import CATALOG
 from studio.config import load_config
 
 BASE_ENV = {
@@ -69,16 +71,19 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_app(
-    data_dir: Path | None = None, env: Mapping[str, str] | None = None
+    data_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    catalog: Catalog = CATALOG,
 ) -> Iterator[RunningApp]:
-    """Build the app on `data_dir` (a fresh temp dir if None) with `env` over BASE_ENV, launch
-    it on 127.0.0.1, yield where it runs, and close it."""
+    """Build the app on `data_dir` (a fresh temp dir if None) with `env` over BASE_ENV and the
+    services of `catalog`, launch it on 127.0.0.1, yield where it runs, and close it."""
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="studio-")))
         port = free_port()
         with stray_event_loops_closed():
-            app = build_app(load_config({**BASE_ENV, **(env or {}), "DATA_DIR": str(data_dir)}))
+            environ = {**BASE_ENV, **(env or {}), "DATA_DIR": str(data_dir)}
+            app = build_app(load_config(environ, catalog))
             launch(app, server_name="127.0.0.1", server_port=port, quiet=True)
         stack.callback(close_app, app)
         url = f"http://127.0.0.1:{port}/"
