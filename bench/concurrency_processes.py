@@ -87,7 +87,7 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> No
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"{proc.args} exited with code {proc.returncode} before answering:\n"
+                f"{proc.args!r} exited with code {proc.returncode} before answering:\n"
                 + log_tail(log_path)
             )
         try:
@@ -97,7 +97,7 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> No
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{proc.args} did not answer 200 on {url} in {STARTUP_TIMEOUT:.0f} s")
+    raise RuntimeError(f"{proc.args!r} did not answer 200 on {url} in {STARTUP_TIMEOUT:.0f} s")
 
 
 @contextmanager

@@ -124,10 +124,18 @@ def _fixed_1s(request: GenerationRequest, time_scale: float) -> PollSchedule:
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    schedule: Callable[[GenerationRequest, float], PollSchedule]
+    schedule: Callable[[GenerationRequest, float], PollSchedule]  # request, time scale
 
 
-OURS = Strategy("ours", schedule_for)
+def window_of(request: GenerationRequest) -> tuple[float, float]:
+    return CATALOG.model(request.model).expected_window(request.settings.resolution)
+
+
+def _ours(request: GenerationRequest, time_scale: float) -> PollSchedule:
+    return schedule_for(CATALOG.model(request.model), request, time_scale)
+
+
+OURS = Strategy("ours", _ours)
 SEED = Strategy("seed recipe", _seed_recipe)
 FIXED = Strategy("fixed 1 s", _fixed_1s)
 STRATEGIES = (OURS, SEED, FIXED)
@@ -292,11 +300,7 @@ async def main_async(n: int, time_scale: float, seed: int) -> None:
     print(f"- seed: {seed} (simulator seed = seed * 1000 + group index)")
     print(f"- ours = schedule_for(spec, request): PollSchedule defaults {settings}")
     print(
-        "- expected windows (s): "
-        + "; ".join(
-            f"{g.name} {CATALOG.model(g.request.model).expected_window(g.request.resolution)}"
-            for g in GROUPS
-        )
+        "- expected windows (s): " + "; ".join(f"{g.name} {window_of(g.request)}" for g in GROUPS)
     )
     started = time.perf_counter()
     results: dict[tuple[str, str], list[Sample]] = {}

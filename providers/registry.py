@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 import httpx
@@ -15,8 +16,12 @@ from providers.watch import PollSchedule
 
 
 class ImageClient(Protocol):
-    service: str
-    provider: str
+    # Read-only: a client class names its service and provider once, as class constants.
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def provider(self) -> str: ...
 
     async def submit(self, request: GenerationRequest) -> SubmittedTask: ...
 
@@ -35,14 +40,13 @@ def build_client(
     sleep: Sleep | None = None,
 ) -> ImageClient:
     """A client for `service` speaking through `http` (real, simulator or a test fake)."""
-    extra = {"sleep": sleep} if sleep is not None else {}
     transport = ServiceTransport(
         http,
         base_url=base_url,
         api_key=api_key,
         provider=service.label,
         retry=retry,
-        **extra,
+        sleep=sleep or asyncio.sleep,
     )
     return service.client(transport)
 

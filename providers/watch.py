@@ -30,7 +30,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class StatusSource(Protocol):
-    provider: str
+    @property
+    def provider(self) -> str: ...
 
     async def fetch_status(self, task_id: str) -> TaskStatus: ...
 

@@ -130,7 +130,7 @@ def _draw_label(draw: ImageDraw.ImageDraw, request: RenderRequest, margin: int, 
     box = (margin, margin, margin + right - left + 2 * pad, margin + bottom - top + 2 * pad)
     draw.rounded_rectangle(box, radius=pad, fill=(20, 20, 28, 150))
     draw.text((margin + pad - left, margin + pad - top), label, font=font, fill=(255, 255, 255))
-    return box[3]
+    return int(box[3])
 
 
 def _draw_references(

@@ -215,7 +215,7 @@ class JobRunner:
     ) -> LiveJob:
         progress = Progress(
             job_id=row.job_id,
-            variant=int(row.params.get("variant") or 1),  # type: ignore[call-overload]
+            variant=int(str(row.params.get("variant") or 1)),
             model_label=self.catalog.model(row.model).label,
             state=JobState(row.state),
             provider_state=row.provider_state,

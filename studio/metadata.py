@@ -178,7 +178,7 @@ def _jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
     """The header segments as (marker, raw bytes), and the offset where SOS (scan data) starts."""
     if not data.startswith(b"\xff\xd8"):
         raise ValueError("not a JPEG file")
-    segments = []
+    segments: list[tuple[int, bytes]] = []
     pos = 2
     while True:
         if pos + 4 > len(data) or data[pos] != 0xFF:

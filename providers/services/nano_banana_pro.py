@@ -122,8 +122,8 @@ class NanoBananaProClient(ServiceClient):
 
     def parse_callback(self, payload: dict[str, Any]) -> TaskStatus:
         """apixo documents no callback body; we accept its status answer or its bare `data`."""
-        data = payload.get("data") if isinstance(payload.get("data"), dict) else payload
-        return parse_task(data)
+        data = payload.get("data")
+        return parse_task(data if isinstance(data, dict) else payload)
 
 
 SERVICE = ServiceDescriptor(
