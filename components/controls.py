@@ -123,7 +123,7 @@ def build_controls(catalog: Catalog) -> Controls:
             choices=list(spec.routings),
             value=spec.defaults.routing,
             label="Routing",
-            info="apixo's provider choice: auto, cheaper (value) or official",
+            info="Which provider runs the task: auto, the cheaper one (value) or the official one",
             visible=spec.takes("routing"),
             elem_id="routing",
         )

@@ -7,6 +7,7 @@ body and parse answers); the HTTP rules live in the transport.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ import httpx
 
 from providers.errors import ServiceError
 from providers.transport import ServiceTransport, error_for_status, json_body, retry_after_of
-from providers.types import GenerationRequest, SubmittedTask, TaskStatus
+from providers.types import GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,40 @@ class ServiceClient:
 
     def parse_callback(self, payload: dict[str, Any]) -> TaskStatus:
         return self.parse_task(payload)
+
+
+# ---- reading answers: what every service's parser does the same way --------------------------
+
+
+def submitted_task(
+    data: dict[str, Any], field: str, *, service: str, provider: str
+) -> SubmittedTask:
+    """The task a submit answer names under `field`; a ServiceError when it names none."""
+    task_id = data.get(field)
+    if not isinstance(task_id, str) or not task_id:
+        raise ServiceError(f"submit answer has no {field}", provider=provider)
+    return SubmittedTask(service=service, task_id=task_id)
+
+
+def known_state(
+    states: Mapping[str, TaskState], provider_state: str, *, provider: str, task_id: str
+) -> TaskState:
+    """The service's state word in our terms; a ServiceError for a word it never documented."""
+    state = states.get(provider_state)
+    if state is None:
+        raise ServiceError(
+            f"unknown task status {provider_state!r}", provider=provider, task_id=task_id
+        )
+    return state
+
+
+def success_needs_an_image(
+    state: TaskState, images: tuple[object, ...], fail_message: str | None
+) -> tuple[TaskState, str | None]:
+    """A success without an image is no success to the user: say so rather than show nothing."""
+    if state is TaskState.SUCCEEDED and not images:
+        return TaskState.FAILED, fail_message or "the service returned no image"
+    return state, fail_message
 
 
 def optional_credits(value: Any) -> float | None:

@@ -12,8 +12,14 @@ from typing import Any
 
 from providers.capabilities import ModelSpec
 from providers.catalog import ServiceDescriptor
-from providers.client import Envelope, ServiceClient, optional_credits
-from providers.errors import ServiceError
+from providers.client import (
+    Envelope,
+    ServiceClient,
+    known_state,
+    optional_credits,
+    submitted_task,
+    success_needs_an_image,
+)
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
 SERVICE_ID = "gempix2"
@@ -43,21 +49,14 @@ def build_submit_body(request: GenerationRequest) -> dict[str, Any]:
 
 
 def parse_submit(data: dict[str, Any]) -> SubmittedTask:
-    task_id = data.get("task_id")
-    if not isinstance(task_id, str) or not task_id:
-        raise ServiceError("submit answer has no task_id", provider=PROVIDER)
-    return SubmittedTask(service=SERVICE_ID, task_id=task_id)
+    return submitted_task(data, "task_id", service=SERVICE_ID, provider=PROVIDER)
 
 
 def parse_task(data: dict[str, Any]) -> TaskStatus:
     """A query `data` object or a CallbackPayload: both carry the same fields."""
     task_id = str(data.get("task_id") or "")
     provider_state = str(data.get("status") or "")
-    state = STATES.get(provider_state)
-    if state is None:
-        raise ServiceError(
-            f"unknown task status {provider_state!r}", provider=PROVIDER, task_id=task_id
-        )
+    state = known_state(STATES, provider_state, provider=PROVIDER, task_id=task_id)
     images = tuple(
         GeneratedImage(item["image"])
         for item in data.get("result") or ()
@@ -65,9 +64,7 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
     )
     reason = data.get("status_reason") or {}
     fail_message = reason.get("message") if isinstance(reason, dict) else None
-    if state is TaskState.SUCCEEDED and not images:
-        # A success without an image is no success to the user: say so rather than show nothing.
-        state, fail_message = TaskState.FAILED, fail_message or "the service returned no image"
+    state, fail_message = success_needs_an_image(state, images, fail_message)
     return TaskStatus(
         service=SERVICE_ID,
         task_id=task_id,

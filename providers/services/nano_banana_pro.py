@@ -14,7 +14,13 @@ from typing import Any
 
 from providers.capabilities import ModelSpec
 from providers.catalog import ServiceDescriptor
-from providers.client import Envelope, ServiceClient
+from providers.client import (
+    Envelope,
+    ServiceClient,
+    known_state,
+    submitted_task,
+    success_needs_an_image,
+)
 from providers.errors import ServiceError
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
@@ -58,10 +64,7 @@ def build_submit_body(request: GenerationRequest) -> dict[str, Any]:
 
 
 def parse_submit(data: dict[str, Any]) -> SubmittedTask:
-    task_id = data.get("taskId")
-    if not isinstance(task_id, str) or not task_id:
-        raise ServiceError("submit answer has no taskId", provider=PROVIDER)
-    return SubmittedTask(service=SERVICE_ID, task_id=task_id)
+    return submitted_task(data, "taskId", service=SERVICE_ID, provider=PROVIDER)
 
 
 def _time(milliseconds: Any) -> datetime | None:
@@ -84,16 +87,11 @@ def _result_urls(result_json: Any, task_id: str) -> tuple[GeneratedImage, ...]:
 def parse_task(data: dict[str, Any]) -> TaskStatus:
     task_id = str(data.get("taskId") or "")
     provider_state = str(data.get("state") or "")
-    state = STATES.get(provider_state)
-    if state is None:
-        raise ServiceError(
-            f"unknown task state {provider_state!r}", provider=PROVIDER, task_id=task_id
-        )
+    state = known_state(STATES, provider_state, provider=PROVIDER, task_id=task_id)
     images = _result_urls(data.get("resultJson"), task_id)
     fail_code = data.get("failCode") or None
     fail_message = data.get("failMsg") or None
-    if state is TaskState.SUCCEEDED and not images:
-        state, fail_message = TaskState.FAILED, "the service returned no image"
+    state, fail_message = success_needs_an_image(state, images, fail_message)
     cost = data.get("costTime")
     return TaskStatus(
         service=SERVICE_ID,
