@@ -7,6 +7,7 @@ body and parse answers); the HTTP rules live in the transport.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,6 +17,14 @@ import httpx
 from providers.errors import ServiceError
 from providers.transport import ServiceTransport, error_for_status, json_body, retry_after_of
 from providers.types import GenerationRequest, SubmittedTask, TaskState, TaskStatus
+
+# Text from a service is bounded before anything keeps it: a task id is a short token (it is
+# stored, shown and sent back in every status query), a message a sentence or two.
+MAX_TASK_ID_CHARS = 200
+MAX_SERVICE_TEXT_CHARS = 500
+MAX_FAIL_CODE_CHARS = 64
+_TASK_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_TASK_ID_CHARS}}}")  # printable ASCII, no space
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 @dataclass(frozen=True)
@@ -47,8 +56,8 @@ class Envelope:
                     status_code=response.status_code,
                 )
         else:
-            found = (body.get(key) for key in self.message_keys)
-            message = str(next((text for text in found if text), "no message"))
+            found = (service_text(body.get(key)) for key in self.message_keys)
+            message = next((text for text in found if text), "no message")
         status = response.status_code
         if response.is_success:  # HTTP 200 with a failing body code
             status = code if isinstance(code, int) and code >= 400 else 400
@@ -109,12 +118,46 @@ class ServiceClient:
 # ---- reading answers: what every service's parser does the same way --------------------------
 
 
+def service_text(value: Any, limit: int = MAX_SERVICE_TEXT_CHARS) -> str | None:
+    """A service's free text (a message, a fail code) as one bounded line; None for none.
+
+    Numbers become text; objects and lists are not text and count as none. Control characters
+    become spaces, so a message cannot break a log line or the status line."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    text = _CONTROL.sub(" ", value[: limit * 2]).strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text or None
+
+
+def task_id_in(data: dict[str, Any], field: str, *, provider: str) -> str:
+    """The task id an answer names under `field` ("" when it names none: absent, empty, or not
+    a string at all).
+
+    An id is printable ASCII without spaces and at most MAX_TASK_ID_CHARS long; any other
+    string is a ServiceError rather than something to store and send back in every query."""
+    task_id = data.get(field)
+    if not isinstance(task_id, str) or task_id == "":
+        return ""
+    if not _TASK_ID.fullmatch(task_id):
+        raise ServiceError(
+            f"the answer's {field} is not a plain id of at most {MAX_TASK_ID_CHARS} characters",
+            provider=provider,
+        )
+    return task_id
+
+
 def submitted_task(
     data: dict[str, Any], field: str, *, service: str, provider: str
 ) -> SubmittedTask:
     """The task a submit answer names under `field`; a ServiceError when it names none."""
-    task_id = data.get(field)
-    if not isinstance(task_id, str) or not task_id:
+    task_id = task_id_in(data, field, provider=provider)
+    if not task_id:
         raise ServiceError(f"submit answer has no {field}", provider=provider)
     return SubmittedTask(service=service, task_id=task_id)
 
@@ -126,7 +169,9 @@ def known_state(
     state = states.get(provider_state)
     if state is None:
         raise ServiceError(
-            f"unknown task status {provider_state!r}", provider=provider, task_id=task_id
+            f"unknown task status {service_text(provider_state, 40)!r}",
+            provider=provider,
+            task_id=task_id,
         )
     return state
 

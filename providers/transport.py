@@ -2,6 +2,16 @@
 
 Each service client passes a `read` function that turns a response into its payload or raises
 from `providers.errors`; this module decides only what may be sent again.
+
+Every request is bounded twice, because a service is a stranger on the wire:
+
+* one deadline (`deadline`, 60 s) covers connect, upload, headers and body together. httpx's
+  own timeouts are per read, so a server that sends its headers and then a byte every 20 s
+  never trips them; `asyncio.timeout` around the whole exchange does. A submit that runs past
+  it may have reached the service: it is `SubmissionOutcomeUnknown`, like any lost answer.
+* the answer is streamed and read up to a cap (64 KB for a submit answer, 16 MB for a status
+  answer, which may carry a GemPix2 result inline as a data URI); a longer answer is refused
+  before it is held, whatever its Content-Length says.
 """
 
 from __future__ import annotations
@@ -33,6 +43,14 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# One deadline for a whole request (connect, upload, headers, body), in seconds.
+REQUEST_DEADLINE = 60.0
+# A submit answer is a task id in a small envelope.
+MAX_SUBMIT_ANSWER_BYTES = 64 * 1024
+# A status answer may carry GemPix2's result image inline (a base64 data URI of a 1K image).
+MAX_STATUS_ANSWER_BYTES = 16 * 1024 * 1024
+# Headers that describe the body as it came over the wire, not as it is held after reading.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 # Exceptions raised before any byte of the request left this machine: resending is safe.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -63,11 +81,19 @@ def error_for_status(
     return ServiceError(message, retry_after=retry_after, **context)
 
 
+class AnswerTooLarge(Exception):
+    """The service's answer went past the byte cap; nothing beyond the cap was held."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"the answer was larger than {cap} bytes")
+        self.cap = cap
+
+
 def json_body(response: httpx.Response) -> dict[str, Any] | None:
     """The response's JSON object, or None when the body is not one."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return None
     return body if isinstance(body, dict) else None
 
@@ -89,9 +115,17 @@ class ServiceTransport:
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        deadline: float = REQUEST_DEADLINE,
+        max_submit_answer: int = MAX_SUBMIT_ANSWER_BYTES,
+        max_status_answer: int = MAX_STATUS_ANSWER_BYTES,
     ) -> None:
+        if deadline <= 0 or max_submit_answer <= 0 or max_status_answer <= 0:
+            raise ValueError("deadline and answer caps must be positive")
         self.base_url = base_url.rstrip("/")
         self.provider = provider
+        self.deadline = deadline
+        self.max_submit_answer = max_submit_answer
+        self.max_status_answer = max_status_answer
         self._client = client
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._retry = retry or RetryPolicy()
@@ -100,6 +134,34 @@ class ServiceTransport:
 
     def __repr__(self) -> str:  # never show the key
         return f"ServiceTransport(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    async def _exchange(self, method: str, path: str, cap: int, **options: Any) -> httpx.Response:
+        """One request under one deadline, its answer read into memory up to `cap` bytes.
+
+        Raises TimeoutError past the deadline, AnswerTooLarge past the cap, and httpx's errors.
+        The response returned holds the decoded body (its wire headers dropped)."""
+        async with (
+            asyncio.timeout(self.deadline),
+            self._client.stream(
+                method, self.base_url + path, headers=self._headers, **options
+            ) as response,
+        ):
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise AnswerTooLarge(cap)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > cap:
+                    raise AnswerTooLarge(cap)
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _WIRE_HEADERS
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=response.request
+        )
 
     async def post_once(
         self, path: str, body: dict[str, Any], read: Callable[[httpx.Response], T]
@@ -114,9 +176,7 @@ class ServiceTransport:
         while True:
             attempt += 1
             try:
-                response = await self._client.post(
-                    self.base_url + path, json=body, headers=self._headers
-                )
+                response = await self._exchange("POST", path, self.max_submit_answer, json=body)
             except _NEVER_SENT as exc:
                 delay = self._retry.delay(attempt, rng=self._rng)
                 if not self._retry.allows(attempt, waited, delay):
@@ -132,6 +192,13 @@ class ServiceTransport:
                     f"the connection broke after sending ({type(exc).__name__})",
                     provider=self.provider,
                 ) from exc
+            except TimeoutError as exc:
+                raise SubmissionOutcomeUnknown(
+                    f"no complete answer within {self.deadline:g} seconds",
+                    provider=self.provider,
+                ) from exc
+            except AnswerTooLarge as exc:
+                raise SubmissionOutcomeUnknown(str(exc), provider=self.provider) from exc
             try:
                 return read(response)
             except ServiceError as exc:
@@ -154,13 +221,24 @@ class ServiceTransport:
         waited = 0.0
         while True:
             attempt += 1
+            error: ImageServiceError
             try:
-                response = await self._client.get(
-                    self.base_url + path, params=params, headers=self._headers
-                )
+                response = await self._exchange("GET", path, self.max_status_answer, params=params)
                 return read(response)
+            except TimeoutError as exc:
+                error = ServiceUnreachableError(
+                    f"no complete answer within {self.deadline:g} seconds",
+                    provider=self.provider,
+                    task_id=task_id,
+                )
+                error.__cause__ = exc
+                retry_after = None
+            except AnswerTooLarge as exc:
+                error = ServiceError(str(exc), provider=self.provider, task_id=task_id)
+                error.__cause__ = exc
+                retry_after = None
             except httpx.TransportError as exc:
-                error: ImageServiceError = ServiceUnreachableError(
+                error = ServiceUnreachableError(
                     f"connection failed ({type(exc).__name__})",
                     provider=self.provider,
                     task_id=task_id,

@@ -17,8 +17,10 @@ from providers.client import (
     ServiceClient,
     known_state,
     optional_credits,
+    service_text,
     submitted_task,
     success_needs_an_image,
+    task_id_in,
 )
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
@@ -54,7 +56,7 @@ def parse_submit(data: dict[str, Any]) -> SubmittedTask:
 
 def parse_task(data: dict[str, Any]) -> TaskStatus:
     """A query `data` object or a CallbackPayload: both carry the same fields."""
-    task_id = str(data.get("task_id") or "")
+    task_id = task_id_in(data, "task_id", provider=PROVIDER)
     provider_state = str(data.get("status") or "")
     state = known_state(STATES, provider_state, provider=PROVIDER, task_id=task_id)
     images = tuple(
@@ -63,7 +65,7 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
         if isinstance(item, dict) and isinstance(item.get("image"), str) and item["image"]
     )
     reason = data.get("status_reason") or {}
-    fail_message = reason.get("message") if isinstance(reason, dict) else None
+    fail_message = service_text(reason.get("message")) if isinstance(reason, dict) else None
     state, fail_message = success_needs_an_image(state, images, fail_message)
     return TaskStatus(
         service=SERVICE_ID,

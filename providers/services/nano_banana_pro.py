@@ -15,11 +15,14 @@ from typing import Any
 from providers.capabilities import ModelSpec
 from providers.catalog import ServiceDescriptor
 from providers.client import (
+    MAX_FAIL_CODE_CHARS,
     Envelope,
     ServiceClient,
     known_state,
+    service_text,
     submitted_task,
     success_needs_an_image,
+    task_id_in,
 )
 from providers.errors import ServiceError
 from providers.types import GeneratedImage, GenerationRequest, SubmittedTask, TaskState, TaskStatus
@@ -69,7 +72,10 @@ def parse_submit(data: dict[str, Any]) -> SubmittedTask:
 
 def _time(milliseconds: Any) -> datetime | None:
     if isinstance(milliseconds, int | float) and milliseconds > 0:
-        return datetime.fromtimestamp(milliseconds / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(milliseconds / 1000, UTC)
+        except (OverflowError, OSError, ValueError):  # a time past what datetime can hold
+            return None
     return None
 
 
@@ -85,12 +91,12 @@ def _result_urls(result_json: Any, task_id: str) -> tuple[GeneratedImage, ...]:
 
 
 def parse_task(data: dict[str, Any]) -> TaskStatus:
-    task_id = str(data.get("taskId") or "")
+    task_id = task_id_in(data, "taskId", provider=PROVIDER)
     provider_state = str(data.get("state") or "")
     state = known_state(STATES, provider_state, provider=PROVIDER, task_id=task_id)
     images = _result_urls(data.get("resultJson"), task_id)
-    fail_code = data.get("failCode") or None
-    fail_message = data.get("failMsg") or None
+    fail_code = service_text(data.get("failCode"), MAX_FAIL_CODE_CHARS)
+    fail_message = service_text(data.get("failMsg"))
     state, fail_message = success_needs_an_image(state, images, fail_message)
     cost = data.get("costTime")
     return TaskStatus(
