@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from studio.ledger import (
+    SCHEMA_VERSION,
     InvalidTransitionError,
     Ledger,
     LedgerError,
@@ -498,7 +499,7 @@ def test_search_index_is_rebuilt_after_writes_without_it(db_path: Path, clock: M
     # Without FTS5 the index triggers must be gone (they would break every insert on a build
     # without the module), so the index missed the new job...
     raw = sqlite3.connect(db_path)
-    assert raw.execute("SELECT job_id FROM jobs_fts").fetchall() == [("before",)]
+    assert raw.execute("SELECT prompt FROM jobs_fts").fetchall() == [("lighthouse at dawn",)]
     raw.close()
     # ...and the next connection with FTS5 rebuilds it.
     with Ledger(db_path, clock=clock) as ledger:
@@ -556,7 +557,7 @@ def test_pragmas_are_set(ledger: Ledger) -> None:
     assert ledger.pragma("busy_timeout") == 5000
     assert ledger.pragma("foreign_keys") == 1
     assert ledger.pragma("synchronous") == 2  # FULL
-    assert ledger.pragma("user_version") == 1
+    assert ledger.pragma("user_version") == SCHEMA_VERSION == 2
     with pytest.raises(ValueError):
         ledger.pragma("user_version = 0")
 
@@ -566,7 +567,7 @@ def test_data_survives_reopening(db_path: Path, clock: ManualClock) -> None:
         start(ledger, "j1", "ta1")
     with Ledger(db_path, clock=clock) as ledger:
         assert ledger.job("j1").task_id == "ta1"
-        assert ledger.pragma("user_version") == 1
+        assert ledger.pragma("user_version") == SCHEMA_VERSION
 
 
 def test_a_newer_schema_is_refused(db_path: Path) -> None:
@@ -613,7 +614,9 @@ def test_integrity_ok_sees_a_corrupt_page(db_path: Path) -> None:
             ledger.record_job(new_job(f"job-{n:03}", prompt=f"prompt {n}"))
     raw = sqlite3.connect(db_path)
     page_size = raw.execute("PRAGMA page_size").fetchone()[0]
-    root = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'jobs_state'").fetchone()[0]
+    root = raw.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'jobs_state_seq'"
+    ).fetchone()[0]
     raw.close()
     with db_path.open("r+b") as f:  # scribble over the index's cell content (end of its page)
         f.seek(root * page_size - 200)

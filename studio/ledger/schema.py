@@ -4,8 +4,17 @@
 and re-reads the version under the write lock, so two processes opening one old file do not
 both migrate it. The FTS5 trigram index is derived data, kept outside the schema version: it is
 rebuilt whenever a connection with FTS5 finds its triggers missing (e.g. after the file was
-written by a build without FTS5), and its triggers are dropped by a connection without FTS5
-(they would make every insert fail there).
+written by a build without FTS5, or by a version with the older index layout), and its triggers
+are dropped by a connection without FTS5 (they would make every insert fail there).
+
+Time order is `jobs.seq`, the order jobs were recorded in (1, 2, 3, ...; version 2). Every
+history query filters on equalities and reads newest first, so each filter combination has an
+index that ends in `seq`: the first page is read from the index in order and stops after a
+page, with no sort and no walk of the table, however many jobs the file holds. The search index
+shares the order: its rowid is `seq`, and FTS5 hands matches out by rowid, newest first, so a
+search stops after a page too instead of sorting every match. `seq` is a column of its own, not
+the table's rowid, because VACUUM may renumber the rowids of a table without an INTEGER PRIMARY
+KEY.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from studio.ledger.search import FOLD_FUNCTION, fold
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA_V1 = (
@@ -77,27 +86,68 @@ _SCHEMA_V1 = (
     )""",
 )
 
+# The history's filters (owner, model, state: each given or not) and its order (seq, newest
+# first): one index per combination, each ending in seq, so every page is an index range read
+# in order. Writes touch a job's row a handful of times in its life; reads happen on every
+# visit to the history.
+HISTORY_FILTERS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("owner",),
+    ("model",),
+    ("state",),
+    ("owner", "model"),
+    ("owner", "state"),
+    ("model", "state"),
+    ("owner", "model", "state"),
+)
+
+
+def _history_index(columns: tuple[str, ...]) -> str:
+    name = "_".join(("jobs", *columns, "seq"))
+    unique = "UNIQUE " if not columns else ""
+    return f"CREATE {unique}INDEX {name} ON jobs({', '.join((*columns, 'seq'))})"
+
+
+_SCHEMA_V2 = (
+    "ALTER TABLE jobs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+    # Number the jobs already there in the order the history showed them.
+    "CREATE TEMP TABLE _job_order(job_id TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL)",
+    "INSERT INTO _job_order(job_id, n) "
+    "SELECT job_id, row_number() OVER (ORDER BY created_at, job_id) FROM jobs",
+    "UPDATE jobs SET seq = (SELECT n FROM _job_order WHERE _job_order.job_id = jobs.job_id)",
+    "DROP TABLE temp._job_order",
+    "DROP INDEX jobs_owner_created",
+    "DROP INDEX jobs_created",
+    "DROP INDEX jobs_state",
+    *(_history_index(columns) for columns in HISTORY_FILTERS),
+)
+
 # Index N-1 migrates user_version N-1 to N. Each runs in its own transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
-_FTS_TRIGGER = "jobs_fts_ai"
+# The search index: one row per job, rowid = jobs.seq. The first trigger's name marks the
+# layout: a file whose index was built another way (version 1 keyed it by job_id) lacks it,
+# so the next connection with FTS5 rebuilds the index.
+_FTS_TRIGGER = "jobs_fts_insert"
+_FTS_TRIGGERS = (_FTS_TRIGGER, "jobs_fts_delete", "jobs_fts_update")
+_OLD_FTS_TRIGGERS = ("jobs_fts_ai", "jobs_fts_ad", "jobs_fts_au")
 _FTS_SETUP = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS jobs_fts "
-    "USING fts5(job_id UNINDEXED, prompt, tokenize='trigram')",
-    "DELETE FROM jobs_fts",
-    "INSERT INTO jobs_fts(job_id, prompt) SELECT job_id, prompt FROM jobs",
+    *(f"DROP TRIGGER IF EXISTS {name}" for name in _OLD_FTS_TRIGGERS + _FTS_TRIGGERS),
+    "DROP TABLE IF EXISTS jobs_fts",
+    "CREATE VIRTUAL TABLE jobs_fts USING fts5(prompt, tokenize='trigram')",
+    "INSERT INTO jobs_fts(rowid, prompt) SELECT seq, prompt FROM jobs",
     f"""CREATE TRIGGER {_FTS_TRIGGER} AFTER INSERT ON jobs BEGIN
-        INSERT INTO jobs_fts(job_id, prompt) VALUES (new.job_id, new.prompt);
+        INSERT INTO jobs_fts(rowid, prompt) VALUES (new.seq, new.prompt);
     END""",
-    """CREATE TRIGGER jobs_fts_ad AFTER DELETE ON jobs BEGIN
-        DELETE FROM jobs_fts WHERE job_id = old.job_id;
+    """CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
+        DELETE FROM jobs_fts WHERE rowid = old.seq;
     END""",
-    """CREATE TRIGGER jobs_fts_au AFTER UPDATE OF prompt ON jobs BEGIN
-        UPDATE jobs_fts SET prompt = new.prompt WHERE job_id = old.job_id;
+    """CREATE TRIGGER jobs_fts_update AFTER UPDATE OF prompt, seq ON jobs BEGIN
+        DELETE FROM jobs_fts WHERE rowid = old.seq;
+        INSERT INTO jobs_fts(rowid, prompt) VALUES (new.seq, new.prompt);
     END""",
 )
-_FTS_TRIGGERS = (_FTS_TRIGGER, "jobs_fts_ad", "jobs_fts_au")
 
 
 @contextmanager
@@ -203,6 +253,6 @@ def sync_search_index(conn: sqlite3.Connection, wanted: bool | None) -> bool:
         elif not available:
             # Without the module the triggers would make every insert fail. The stale index
             # is rebuilt by the next connection that has FTS5.
-            for name in _FTS_TRIGGERS:
+            for name in _FTS_TRIGGERS + _OLD_FTS_TRIGGERS:
                 conn.execute(f"DROP TRIGGER IF EXISTS {name}")
     return available

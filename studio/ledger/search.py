@@ -2,8 +2,15 @@
 
 Prompt search is a case-insensitive substring match of every whitespace-separated word. Words
 of three characters or more use the FTS5 trigram index when the connection has it; shorter
-words (the trigram tokenizer cannot match them) and every word without the index use a scan
-with Python's `str.casefold`, which is fine for thousands of rows.
+words (the trigram tokenizer cannot match them) and every word without the index are checked
+with Python's `str.casefold` on each row the query reads, which is fine for thousands of rows.
+
+Newest first is `seq DESC` (see `studio.ledger.schema`). Without an indexed word the query
+reads the filter's index backwards from its newest entry; with one it reads the search index's
+matches backwards by rowid (which is `seq`) and looks each job up, so in both cases it stops
+after one page: nothing is sorted, whatever the number of jobs or matches. The filters are
+then checked on each match read; a search whose matches mostly fail the filters reads more of
+them (at worst every match, still without a sort).
 """
 
 from __future__ import annotations
@@ -56,15 +63,20 @@ def history_query(
         args.append(str(JobState(state)))
     words = search.split()
     indexed = [w for w in words if len(w) >= TRIGRAM_MIN] if full_text_search else []
-    if indexed:
-        where.append("j.job_id IN (SELECT job_id FROM jobs_fts WHERE jobs_fts MATCH ?)")
-        args.append(" AND ".join(fts_phrase(w) for w in indexed))
     for word in words:
         if word not in indexed:
             where.append(f"instr({FOLD_FUNCTION}(j.prompt), ?) > 0")
             args.append(word.casefold())
-    sql = "SELECT j.* FROM jobs j"
+    if indexed:
+        # CROSS JOIN keeps the search index outside: its matches come newest first.
+        sql = "SELECT j.* FROM jobs_fts f CROSS JOIN jobs j ON j.seq = f.rowid"
+        where.insert(0, "f.jobs_fts MATCH ?")
+        args.insert(0, " AND ".join(fts_phrase(w) for w in indexed))
+        order = "f.rowid DESC"
+    else:
+        sql = "SELECT j.* FROM jobs j"
+        order = "j.seq DESC"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY j.created_at DESC, j.job_id DESC LIMIT ? OFFSET ?"
+    sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
     return sql, [*args, limit, offset]

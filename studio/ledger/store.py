@@ -126,8 +126,11 @@ class Ledger(LedgerConnection):
             try:
                 conn.execute(
                     "INSERT INTO jobs(job_id, owner, service, model, prompt, params, "
-                    "reference_hashes, callback_token, state, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "reference_hashes, callback_token, state, created_at, updated_at, seq) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    # The next number in time order (read from the end of jobs_seq; the
+                    # write lock is held, so no other writer can take it meanwhile).
+                    "(SELECT coalesce(max(seq), 0) + 1 FROM jobs))",
                     (
                         job.job_id,
                         job.owner,
@@ -326,7 +329,7 @@ class Ledger(LedgerConnection):
         with self._transaction(write=True) as conn:
             now = self._clock()
             rows = conn.execute(
-                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at, job_id",
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY seq",
                 active,
             ).fetchall()
             resume: list[str] = []
