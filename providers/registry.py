@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -12,7 +13,7 @@ from providers.catalog import ServiceDescriptor
 from providers.retry import RetryPolicy
 from providers.transport import ServiceTransport, Sleep
 from providers.types import GenerationRequest, SubmittedTask, TaskStatus
-from providers.watch import PollSchedule
+from providers.watch import Ended, PollSchedule
 
 
 class ImageClient(Protocol):
@@ -52,8 +53,15 @@ def build_client(
 
 
 def schedule_for(
-    spec: ModelSpec, request: GenerationRequest, time_scale: float = 1.0
+    spec: ModelSpec,
+    request: GenerationRequest,
+    time_scale: float = 1.0,
+    ended: Sequence[Ended | float] = (),
 ) -> PollSchedule:
-    """The poll schedule that fits the request's model and resolution."""
-    window = spec.expected_window(request.settings.resolution)
-    return PollSchedule(window=window).scaled(time_scale)
+    """The poll schedule that fits the request's model and resolution.
+
+    `ended`: when recent tasks of this kind ended (seconds since their submit on the
+    service's clock, already time-scaled; see `PollSchedule.learned`); the model's documented
+    window, scaled, is the prior they replace."""
+    lo, hi = spec.expected_window(request.settings.resolution)
+    return PollSchedule().scaled(time_scale).learned((lo * time_scale, hi * time_scale), ended)

@@ -18,7 +18,6 @@ from typing import Any
 
 from providers.catalog import Catalog
 from providers.errors import InvalidRequestError, task_failure
-from providers.registry import schedule_for
 from providers.types import TaskState, TaskStatus
 from providers.watch import PollSchedule, watch_task
 from studio.backends import Backend, Backends
@@ -40,6 +39,7 @@ from studio.lifecycle import (
     stopped_ending,
 )
 from studio.progress import Progress
+from studio.run_times import RunTimes
 
 __all__ = ["JobRunner", "JobSpec", "owner_folder"]  # JobSpec and owner_folder: for callers
 
@@ -74,11 +74,11 @@ class JobRunner:
         self.clock = clock
         self.live = LiveJobs(keep_ended)
         self._closing = False  # shutting down: leave each job's ledger row for the restart
+        self.run_times = RunTimes.following(ledger)  # what the poll schedules learn from
 
     def _schedule(self, spec: JobSpec, backend: Backend) -> PollSchedule:
-        """The poll schedule for the spec, on the backend's clock (the simulator runs faster);
-        its window is also when the page expects the task to end."""
-        return schedule_for(self.catalog.model(spec.model), spec.request(), backend.time_scale)
+        """The spec's poll schedule, learned from its kind's run times (see studio.run_times)."""
+        return self.run_times.schedule_for(self.catalog.model(spec.model), spec.request(), backend)
 
     # ---- starting and following -------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-import studio.jobs
+import studio.run_times
 from providers.capabilities import ImageSettings
 from providers.services import CATALOG
 from providers.services.gempix2 import parse_task as parse_gempix2
@@ -72,9 +72,9 @@ async def test_a_callback_wakes_the_watcher_long_before_its_next_poll(
 ):
     # A schedule that would not read the status for 1,000 s: only the callback can end the job.
     monkeypatch.setattr(
-        studio.jobs,
+        studio.run_times,
         "schedule_for",
-        lambda spec, request, scale: PollSchedule(
+        lambda spec, request, scale, ended=(): PollSchedule(
             window=(1000.0, 2000.0), first_check=1000.0, quiet_interval=1000.0
         ),
     )

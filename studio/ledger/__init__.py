@@ -10,6 +10,7 @@ be lost:
     record_result() / record_download_failure()   each result kept (or why not, with its URL)
     recover_after_restart()   at start-up: settle what cannot be resumed, return what can
     reveal_task_id()    a trusted callback revealed the task of an `outcome_unknown` job
+    on_run_time()       be told how long each watched task ran, when its success is recorded
 
 Which state may follow which, what a restart does with each, and what the states mean are the
 rules of `studio.lifecycle`; the ledger refuses (InvalidTransitionError) what they refuse.
@@ -30,7 +31,7 @@ has it, and a scan with Python's `str.casefold` otherwise (fine for thousands of
 """
 
 from studio.ledger.errors import InvalidTransitionError, LedgerError, UnknownJobError
-from studio.ledger.rows import JobEvent, JobRow, NewJob, ResultRow
+from studio.ledger.rows import JobEvent, JobRow, NewJob, ResultRow, RunTime
 from studio.ledger.schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION, fts5_trigram_available
 from studio.ledger.store import Ledger
 
@@ -44,6 +45,7 @@ __all__ = [
     "LedgerError",
     "NewJob",
     "ResultRow",
+    "RunTime",
     "UnknownJobError",
     "fts5_trigram_available",
 ]

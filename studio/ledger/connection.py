@@ -7,6 +7,7 @@ short (a few statements), so async code calls them with `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -21,11 +22,12 @@ from studio.ledger.rows import (
     JobEvent,
     JobRow,
     ResultRow,
+    RunTime,
     event_from_row,
     job_from_row,
     result_from_row,
 )
-from studio.ledger.search import history_query
+from studio.ledger.search import history_query, recent_run_times_query
 
 Clock = Callable[[], float]
 
@@ -152,6 +154,19 @@ class LedgerConnection:
             rows = conn.execute(sql, args).fetchall()
             results = self._results_for(conn, [r["job_id"] for r in rows])
         return [job_from_row(r, results.get(r["job_id"], ())) for r in rows]
+
+    def recent_run_times(self, limit: int = 2000) -> list[RunTime]:
+        """How long the latest `limit` finished jobs ran (submit to success seen), newest first.
+
+        A bounded read (the `state` index, backwards): start-up calls it, never a page."""
+        sql, args = recent_run_times_query(limit)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [
+            RunTime(r["model"], json.loads(r["params"]), r["seen_at"] - r["submitted_at"])
+            for r in rows
+            if r["seen_at"] is not None
+        ]
 
     # -- maintenance -----------------------------------------------------------------------------
 

@@ -75,6 +75,18 @@ class JobRow:
 
 
 @dataclass(frozen=True)
+class RunTime:
+    """How long one task ran: from its submit to the moment its success was first seen.
+
+    `params` are the job's stored params (the resolution, whether it ran offline, ...), so a
+    reader can tell kinds of tasks apart without the ledger knowing them."""
+
+    model: str
+    params: Mapping[str, Any] = field(hash=False)
+    seconds: float
+
+
+@dataclass(frozen=True)
 class JobEvent:
     id: int
     job_id: str

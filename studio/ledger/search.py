@@ -80,3 +80,20 @@ def history_query(
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
     return sql, [*args, limit, offset]
+
+
+# The latest finished jobs, newest first, each with the moment its success was first seen (its
+# first `saving` event): what the poll schedule learns from at start-up. It reads the `state`
+# index backwards and stops at the limit, however long the history.
+RECENT_RUN_TIMES = (
+    "SELECT j.model, j.params, j.submitted_at, "
+    "(SELECT min(e.at) FROM job_events e WHERE e.job_id = j.job_id AND e.state = ?) AS seen_at "
+    "FROM jobs j WHERE j.state = ? AND j.submitted_at IS NOT NULL ORDER BY j.seq DESC LIMIT ?"
+)
+
+
+def recent_run_times_query(limit: int) -> tuple[str, list[Any]]:
+    """The SELECT for the run times of the latest `limit` finished jobs, and its arguments."""
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+    return RECENT_RUN_TIMES, [str(JobState.SAVING), str(JobState.DONE), limit]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from studio.ledger.connection import LedgerConnection
+from studio.ledger.connection import Clock, LedgerConnection
 from studio.ledger.errors import InvalidTransitionError, LedgerError
-from studio.ledger.rows import JobRow, NewJob, stored_source
+from studio.ledger.rows import JobRow, NewJob, RunTime, stored_source
 from studio.lifecycle import (
     ACTIVE_STATES,
     INTERRUPTED,
@@ -28,9 +29,30 @@ from studio.lifecycle import (
     transition_refusal,
 )
 
+# A watched task whose success is seen moves from one of these to `saving`: its run time.
+_WATCHED = frozenset({JobState.QUEUED, JobState.RUNNING})
+
 
 class Ledger(LedgerConnection):
     """The job ledger in one SQLite file. Thread-safe; every method is short and synchronous."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock = time.time,
+        full_text_search: bool | None = None,
+        known_services: Collection[str] | None = None,
+    ) -> None:
+        super().__init__(
+            path, clock=clock, full_text_search=full_text_search, known_services=known_services
+        )
+        self._run_time_listeners: list[Callable[[RunTime], None]] = []
+
+    def on_run_time(self, listener: Callable[[RunTime], None]) -> None:
+        """Call `listener` (in the writing thread, after the commit; it must be quick and must
+        not raise) each time a watched task's success is recorded, with how long it ran."""
+        self._run_time_listeners.append(listener)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -240,10 +262,21 @@ class Ledger(LedgerConnection):
         with self._transaction(write=True) as conn:
             row = self._job_row(conn, job_id)
             extra = {} if credits is None else {"credits": float(credits)}
+            now = self._clock()
             self._change_state(
-                conn, row, state, provider_state, detail=detail, now=self._clock(), extra=extra
+                conn, row, state, provider_state, detail=detail, now=now, extra=extra
             )
-            return self._load(conn, job_id)
+            job = self._load(conn, job_id)
+        if (
+            state is JobState.SAVING
+            and row["state"] in _WATCHED
+            and job.submitted_at is not None
+            and self._run_time_listeners
+        ):
+            ran = RunTime(job.model, job.params, now - job.submitted_at)
+            for listener in self._run_time_listeners:
+                listener(ran)
+        return job
 
     def record_error(self, job_id: str, state: JobState, *, kind: str, message: str) -> JobRow:
         """Move to a terminal `state` (not `done`) and keep why: `kind` (e.g. an exception class
