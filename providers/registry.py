@@ -10,6 +10,7 @@ import httpx
 
 from providers.capabilities import ModelSpec
 from providers.catalog import ServiceDescriptor
+from providers.lanes import Lanes
 from providers.retry import RetryPolicy
 from providers.transport import ServiceTransport, Sleep
 from providers.types import GenerationRequest, SubmittedTask, TaskStatus
@@ -39,8 +40,12 @@ def build_client(
     api_key: str,
     retry: RetryPolicy | None = None,
     sleep: Sleep | None = None,
+    lanes: Lanes | None = None,
 ) -> ImageClient:
-    """A client for `service` speaking through `http` (real, simulator or a test fake)."""
+    """A client for `service` speaking through `http` (real, simulator or a test fake).
+
+    `lanes`: the service's gate, shared by all its clients (`providers.lanes`); None gives
+    this client one of its own."""
     transport = ServiceTransport(
         http,
         base_url=base_url,
@@ -48,6 +53,7 @@ def build_client(
         provider=service.label,
         retry=retry,
         sleep=sleep or asyncio.sleep,
+        lanes=lanes,
     )
     return service.client(transport)
 

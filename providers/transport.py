@@ -35,6 +35,7 @@ from providers.errors import (
     SubmissionOutcomeUnknown,
     TaskNotFoundError,
 )
+from providers.lanes import Lanes
 from providers.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class ServiceTransport:
         deadline: float = REQUEST_DEADLINE,
         max_submit_answer: int = MAX_SUBMIT_ANSWER_BYTES,
         max_status_answer: int = MAX_STATUS_ANSWER_BYTES,
+        lanes: Lanes | None = None,
     ) -> None:
         if deadline <= 0 or max_submit_answer <= 0 or max_status_answer <= 0:
             raise ValueError("deadline and answer caps must be positive")
@@ -127,6 +129,8 @@ class ServiceTransport:
         self.max_submit_answer = max_submit_answer
         self.max_status_answer = max_status_answer
         self._client = client
+        # The gate every request passes first (providers.lanes); shared by a service's clients.
+        self.lanes = lanes or Lanes()
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -139,8 +143,10 @@ class ServiceTransport:
         """One request under one deadline, its answer read into memory up to `cap` bytes.
 
         Raises TimeoutError past the deadline, AnswerTooLarge past the cap, and httpx's errors.
-        The response returned holds the decoded body (its wire headers dropped)."""
+        The response returned holds the decoded body (its wire headers dropped). The request
+        first waits for its lane, outside the deadline: nothing is sent while it waits."""
         async with (
+            self.lanes.for_method(method),
             asyncio.timeout(self.deadline),
             self._client.stream(
                 method, self.base_url + path, headers=self._headers, **options

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from providers.catalog import Catalog
+from providers.lanes import Lanes, pool_limits
 from providers.registry import ImageClient, build_client
 from providers.settings import ServiceConfig
 from simulator import Simulator, SimulatorConfig
@@ -45,7 +46,14 @@ class Backends:
     ) -> None:
         self.catalog = catalog
         self.configs = configs
-        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        # The pool has room for every lane of every service at once (providers.lanes).
+        self.http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0), limits=pool_limits(len(catalog.services))
+        )
+        # One gate per service, shared by its clients whoever's key they carry; the simulator
+        # (in-process, no pool) has gates of its own so a preview never slows a real service.
+        self.lanes = {s.id: Lanes() for s in catalog.services}
+        self.simulator_lanes = {s.id: Lanes() for s in catalog.services}
         self.simulator: Simulator | None = simulator
         self.simulator_http: httpx.AsyncClient | None = None
         if simulator is None and not all(c.has_key for c in configs.values()):
@@ -71,11 +79,21 @@ class Backends:
         descriptor = self.catalog.service(service)
         key = (visitor_key or "").strip() or config.api_key
         if key:
-            client = build_client(descriptor, self.http, base_url=config.base_url, api_key=key)
+            client = build_client(
+                descriptor,
+                self.http,
+                base_url=config.base_url,
+                api_key=key,
+                lanes=self.lanes[service],
+            )
             return Backend(service, client, offline=False)
         assert self.simulator_http is not None  # built whenever a service has no key
         client = build_client(
-            descriptor, self.simulator_http, base_url=SIMULATOR_ORIGIN, api_key=SIMULATOR_KEY
+            descriptor,
+            self.simulator_http,
+            base_url=SIMULATOR_ORIGIN,
+            api_key=SIMULATOR_KEY,
+            lanes=self.simulator_lanes[service],
         )
         return Backend(service, client, offline=True, time_scale=self.simulator_time_scale)
 

@@ -528,7 +528,7 @@ async def test_html_labelled_as_png_is_not_an_image(make_fetcher):
     assert len(server.requests) == 1
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])  # a JPEG header still verifies: decode it
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])  # a cut JPEG still opens: its end is missing
 async def test_a_truncated_image_is_not_an_image(make_fetcher, fmt):
     url = "https://cdn.example.com/a.img"
     noise = Image.effect_noise((300, 300), 60).convert("RGB")
