@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import httpx
 
 from providers.errors import ServiceError
+from providers.keys import KEYRING, KeyRing
 from providers.transport import ServiceTransport, error_for_status, json_body, retry_after_of
 from providers.types import GenerationRequest, SubmittedTask, TaskState, TaskStatus
 
@@ -111,8 +112,16 @@ class ServiceClient:
         )
         return self.parse_task(data)
 
+    @staticmethod
+    def callback_data(payload: dict[str, Any]) -> dict[str, Any]:
+        """Where a callback body keeps the task's data (the whole body unless a service says)."""
+        return payload
+
     def parse_callback(self, payload: dict[str, Any]) -> TaskStatus:
-        return self.parse_task(payload)
+        """A callback body as a status. It comes from outside like any answer: scrubbed first
+        (by the transport's key ring; the process's one when the client has no transport)."""
+        keys: KeyRing = getattr(self._transport, "keys", KEYRING)
+        return self.parse_task(self.callback_data(keys.scrub_data(payload)))
 
 
 # ---- reading answers: what every service's parser does the same way --------------------------

@@ -12,6 +12,9 @@ Every request is bounded twice, because a service is a stranger on the wire:
 * the answer is streamed and read up to a cap (64 KB for a submit answer, 16 MB for a status
   answer, which may carry a GemPix2 result inline as a data URI); a longer answer is refused
   before it is held, whatever its Content-Length says.
+
+Whatever the service says (the data read from its answer, the text of an error made from it)
+leaves this module scrubbed of every key the process holds (`providers.keys`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from providers.errors import (
     SubmissionOutcomeUnknown,
     TaskNotFoundError,
 )
+from providers.keys import KEYRING, KeyRing
 from providers.lanes import Lanes
 from providers.retry import RetryPolicy, parse_retry_after
 
@@ -120,6 +124,7 @@ class ServiceTransport:
         max_submit_answer: int = MAX_SUBMIT_ANSWER_BYTES,
         max_status_answer: int = MAX_STATUS_ANSWER_BYTES,
         lanes: Lanes | None = None,
+        keys: KeyRing = KEYRING,
     ) -> None:
         if deadline <= 0 or max_submit_answer <= 0 or max_status_answer <= 0:
             raise ValueError("deadline and answer caps must be positive")
@@ -132,12 +137,26 @@ class ServiceTransport:
         # The gate every request passes first (providers.lanes); shared by a service's clients.
         self.lanes = lanes or Lanes()
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self.keys = keys
+        keys.hold_while(self, api_key)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng
 
     def __repr__(self) -> str:  # never show the key
         return f"ServiceTransport(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    def scrub(self, value: T) -> T:
+        """`value` (text, or data read from an answer) without any key the process holds."""
+        return self.keys.scrub_data(value)
+
+    def _read_clean(self, read: Callable[[httpx.Response], T], response: httpx.Response) -> T:
+        """`read(response)`, its result and any error it raises scrubbed of every key."""
+        try:
+            return self.keys.scrub_data(read(response))
+        except ImageServiceError as exc:
+            self.keys.scrub_error(exc)
+            raise
 
     async def _exchange(self, method: str, path: str, cap: int, **options: Any) -> httpx.Response:
         """One request under one deadline, its answer read into memory up to `cap` bytes.
@@ -206,7 +225,7 @@ class ServiceTransport:
             except AnswerTooLarge as exc:
                 raise SubmissionOutcomeUnknown(str(exc), provider=self.provider) from exc
             try:
-                return read(response)
+                return self._read_clean(read, response)
             except ServiceError as exc:
                 raise SubmissionOutcomeUnknown(
                     f"the service answered HTTP {response.status_code}",
@@ -230,7 +249,7 @@ class ServiceTransport:
             error: ImageServiceError
             try:
                 response = await self._exchange("GET", path, self.max_status_answer, params=params)
-                return read(response)
+                return self._read_clean(read, response)
             except TimeoutError as exc:
                 error = ServiceUnreachableError(
                     f"no complete answer within {self.deadline:g} seconds",

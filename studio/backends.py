@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import httpx
 
 from providers.catalog import Catalog
+from providers.errors import InvalidRequestError
+from providers.keys import KEYRING, KeyRing, key_problem
 from providers.lanes import Lanes, pool_limits
 from providers.registry import ImageClient, build_client
 from providers.settings import ServiceConfig
@@ -43,9 +45,15 @@ class Backends:
         simulator_time_scale: float = 0.25,
         http: httpx.AsyncClient | None = None,
         simulator: Simulator | None = None,
+        keys: KeyRing = KEYRING,
     ) -> None:
         self.catalog = catalog
         self.configs = configs
+        # The owner's keys are scrubbed from every service's text for as long as we exist, even
+        # from a service that never received them; a visitor's key while its client exists.
+        for config in configs.values():
+            if config.api_key:
+                keys.hold_while(self, config.api_key)
         # The pool has room for every lane of every service at once (providers.lanes).
         self.http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0), limits=pool_limits(len(catalog.services))
@@ -74,9 +82,14 @@ class Backends:
         return [s.id for s in self.catalog.services if not self.has_key(s.id)]
 
     def for_service(self, service: str, visitor_key: str | None = None) -> Backend:
-        """The visitor's key wins over the environment's; with neither, the simulator."""
+        """The visitor's key wins over the environment's; with neither, the simulator.
+
+        A visitor's key that no HTTP header could carry (a line break, a space, an accented
+        letter) or of an absurd length is refused with InvalidRequestError, before anything
+        is recorded or sent."""
         config = self.configs[service]
         descriptor = self.catalog.service(service)
+        self.check_visitor_key(service, visitor_key)
         key = (visitor_key or "").strip() or config.api_key
         if key:
             client = build_client(
@@ -96,6 +109,14 @@ class Backends:
             lanes=self.simulator_lanes[service],
         )
         return Backend(service, client, offline=True, time_scale=self.simulator_time_scale)
+
+    def check_visitor_key(self, service: str, visitor_key: str | None) -> None:
+        """Raise InvalidRequestError with a sentence if a visitor's key cannot be used."""
+        key = (visitor_key or "").strip()
+        if key:
+            problem = key_problem(key, self.catalog.service(service).label)
+            if problem is not None:
+                raise InvalidRequestError(problem)
 
     def trusted_origins(self) -> dict[str, httpx.AsyncClient]:
         """Result URLs on a service's own origin are fetched as the service itself."""

@@ -140,6 +140,9 @@ class JobRunner:
                 "Only a stopped, timed-out or not-downloaded task with a "
                 "task id can be checked again."
             )
+        service = self.catalog.service_of(row.model).id
+        # A key no header can carry is refused before the job changes state.
+        self.backends.check_visitor_key(service, (visitor_keys or {}).get(service))
         row = await asyncio.to_thread(
             self.ledger.record_state, job_id, JobState.QUEUED, "", detail="checked again"
         )

@@ -124,10 +124,11 @@ class NanoBananaProClient(ServiceClient):
     parse_submit = staticmethod(parse_submit)
     parse_task = staticmethod(parse_task)
 
-    def parse_callback(self, payload: dict[str, Any]) -> TaskStatus:
+    @staticmethod
+    def callback_data(payload: dict[str, Any]) -> dict[str, Any]:
         """apixo documents no callback body; we accept its status answer or its bare `data`."""
         data = payload.get("data")
-        return parse_task(data if isinstance(data, dict) else payload)
+        return data if isinstance(data, dict) else payload
 
 
 SERVICE = ServiceDescriptor(
