@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from studio.config import AppConfig, default_data_dir, load_config
@@ -29,7 +29,7 @@ from components.browser import CSS, PAGE_JS
 from components.handlers import Studio
 from components.page import Page, build_page
 from studio.backends import Backends
-from studio.callbacks import CALLBACK_PATH
+from studio.callbacks import CALLBACK_PATH, CallbackTooLarge, read_callback_body
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
 from studio.reference_host import ReferenceHost
@@ -68,14 +68,26 @@ class App:
             await asyncio.sleep(every)
 
     async def receive_callback(self, job_id: str, token: str, request: Request) -> JSONResponse:
-        """A service's callback: it only wakes the job's watcher, which re-reads the status."""
+        """A service's callback: it only wakes the job's watcher, which re-reads the status.
+        Its body is read with a cap (studio.callbacks.MAX_CALLBACK_BYTES) before any parsing."""
         try:
-            payload = await request.json()
-        except ValueError:
-            payload = None
+            payload = await read_callback_body(request.headers, request.stream())
+        except CallbackTooLarge as exc:
+            return JSONResponse({"received": False, "error": str(exc)}, status_code=413)
         woken = await self.runner.receive_callback(job_id, token, payload)
         # The same answer either way: a caller learns nothing about which jobs exist.
         return JSONResponse({"received": True}, headers={"X-Woken": "1" if woken else "0"})
+
+    def routes(self) -> list[tuple[str, Callable[..., object], list[str]]]:
+        """The app's own HTTP routes beside Gradio's: (path, endpoint, methods). The callback
+        route exists only when callbacks are on (a public address is set): without one no
+        service is ever given a callback URL, so the route would only be a door left open."""
+        routes: list[tuple[str, Callable[..., object], list[str]]] = [
+            ("/refs/{name}", self.serve_reference, ["GET"])
+        ]
+        if self.config.public_url:
+            routes.append((CALLBACK_PATH, self.receive_callback, ["POST"]))
+        return routes
 
     def serve_reference(self, name: str) -> FileResponse:
         """Prepared reference images, by unguessable expiring name, for the services to fetch."""
@@ -136,8 +148,8 @@ def launch(app: App, **overrides: object) -> None:
     }
     options.update(overrides)
     app.page.demo.launch(**options)  # type: ignore[arg-type]
-    app.page.demo.app.add_api_route("/refs/{name}", app.serve_reference, methods=["GET"])
-    app.page.demo.app.add_api_route(CALLBACK_PATH, app.receive_callback, methods=["POST"])
+    for path, endpoint, methods in app.routes():
+        app.page.demo.app.add_api_route(path, endpoint, methods=methods)
 
 
 def main() -> None:

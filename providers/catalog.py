@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING
 
 from providers.capabilities import ImageSettings, ModelSpec
 
+# A prompt describes a picture; a few thousand characters is plenty. The cap also bounds what
+# is sent, stored in the ledger and embedded in every result file's metadata. Neither service
+# documents a limit of its own.
+MAX_PROMPT_CHARS = 4000
+
 if TYPE_CHECKING:
     from providers.registry import ImageClient
     from providers.transport import ServiceTransport
@@ -101,6 +106,11 @@ class Catalog:
         problems = []
         if not prompt.strip():
             problems.append("Write a prompt first.")
+        elif len(prompt) > MAX_PROMPT_CHARS:
+            problems.append(
+                f"The prompt is {len(prompt):,} characters long; the limit is "
+                f"{MAX_PROMPT_CHARS:,} characters."
+            )
         if reference_count > spec.max_references:
             problems.append(
                 f"{spec.label} takes at most {spec.max_references} reference images "

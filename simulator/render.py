@@ -1,4 +1,10 @@
-"""Result images: a calm gradient, the prompt, a SIMULATOR label and the references."""
+"""Result images: a calm gradient, the prompt, a SIMULATOR label and the references.
+
+The cost of a render is bounded whatever the prompt: at most MAX_PROMPT_CHARS characters are
+drawn, and a word too long for a line is cut where it fits by bisection, so a 1,200-character
+word without a space costs a few dozen text measurements per line (it once cost one per
+character per line, minutes of CPU that stalled every other visitor's preview).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -80,21 +87,25 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
     return font
 
 
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+Measure = Callable[[str], float]
+
+
+def wrap_text(text: str, measure: Measure, max_width: float) -> list[str]:
+    """Lines of `text`, each measuring at most `max_width` (a single character always fits).
+
+    A word wider than a line is cut at its longest prefix that fits, found by bisection."""
     lines: list[str] = []
     current = ""
     for word in text.split():
-        while font.getlength(word) > max_width and len(word) > 1:
-            cut = len(word) - 1
-            while cut > 1 and font.getlength(word[:cut]) > max_width:
-                cut -= 1
+        while len(word) > 1 and measure(word) > max_width:
+            cut = _longest_fitting_prefix(word, measure, max_width)
             if current:
                 lines.append(current)
                 current = ""
             lines.append(word[:cut])
             word = word[cut:]
         candidate = f"{current} {word}" if current else word
-        if font.getlength(candidate) <= max_width:
+        if measure(candidate) <= max_width:
             current = candidate
         else:
             lines.append(current)
@@ -104,13 +115,25 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str
     return lines
 
 
+def _longest_fitting_prefix(word: str, measure: Measure, max_width: float) -> int:
+    """The length of the longest prefix of `word` that fits (at least 1, at most len - 1)."""
+    low, high = 1, len(word) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if measure(word[:middle]) <= max_width:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def _layout_text(
     text: str, max_width: float, max_height: float, unit: int
 ) -> tuple[ImageFont.FreeTypeFont, list[str], int]:
     for divisor in (14, 18, 24, 32, 44):
         size = max(12, unit // divisor)
         font = _font(size)
-        lines = _wrap(text, font, max_width)
+        lines = wrap_text(text, font.getlength, max_width)
         line_height = round(size * 1.3)
         if len(lines) * line_height <= max_height:
             return font, lines, line_height
