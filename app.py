@@ -33,6 +33,7 @@ from studio.callbacks import CALLBACK_PATH, CallbackTooLarge, read_callback_body
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
 from studio.reference_host import ReferenceHost
+from studio.reference_store import ReferenceStore
 
 log = logging.getLogger("image_studio")
 
@@ -116,6 +117,7 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         runner=runner,
         reference_host=ReferenceHost(config.references_dir, config.public_url),
         multi_user=config.multi_user,
+        reference_store=ReferenceStore(config.kept_references_dir),
     )
     offline = [config.catalog.service(s).label for s in backends.offline_services()]
     page = build_page(
@@ -135,7 +137,8 @@ def launch(app: App, **overrides: object) -> None:
         "run_history": False,  # it would keep inputs, keys included, in the browser's storage
         "max_threads": 200,
         "max_file_size": "25mb",
-        "allowed_paths": [str(app.config.outputs_dir)],
+        # Results, and the kept references that Recall puts back into the form.
+        "allowed_paths": [str(app.config.outputs_dir), str(app.config.kept_references_dir)],
         "app_kwargs": {"lifespan": app.lifespan},
         "theme": gr.themes.Soft(
             font=["ui-sans-serif", "system-ui", "sans-serif"],

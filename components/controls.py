@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from components.cards import pixel_size_words
 from providers.capabilities import ImageSettings, ModelSpec
 from providers.catalog import Catalog, ServiceDescriptor
 
@@ -24,14 +25,20 @@ class Controls:
     references: gr.File
     reference_preview: gr.Gallery
     reference_urls: gr.Textbox
-    settings_box: gr.Column
+    settings_box: gr.Group
     aspect_ratio: gr.Dropdown
     resolution: gr.Radio
     output_format: gr.Radio
     routing: gr.Radio
+    pixel_size: gr.Markdown
     variants: gr.Slider
     generate: gr.Button
     stop: gr.Button
+    running: gr.Markdown  # how many of the visitor's tasks run now, beside Generate
+    message: gr.Markdown  # what Generate said: started, or why not
+    set_aside: gr.State  # references beyond the chosen model's cap, back when a model takes them
+    set_aside_note: gr.Markdown
+    parent: gr.State  # the job whose result the references hold (Edit this, Use as reference)
     keys: dict[str, gr.Textbox]  # by service id
 
     @property
@@ -56,81 +63,108 @@ def key_label(service: ServiceDescriptor) -> str:
     return f"{service.vendor} key ({models})"
 
 
+def _union(catalog: Catalog, setting: str) -> list[str]:
+    """Every model's choices for `setting`, in catalog order. The controls start with all of
+    them, so a value any model takes is never refused by the control itself (recall, a form
+    restored from storage); `reshape` then shows the chosen model's."""
+    seen: dict[str, None] = {}
+    for spec in catalog.models.values():
+        seen.update(dict.fromkeys(spec.choices(setting)))
+    return list(seen)
+
+
 def build_controls(catalog: Catalog) -> Controls:
+    """The form, in the order the eye goes: what to make, how, Generate; then references and
+    keys, which a first generation does not need."""
     spec = catalog.model(catalog.default_model)
-    model = gr.Dropdown(
-        choices=[(m.label, m.id) for m in catalog.models.values()],
-        value=spec.id,
-        label="Model",
-        elem_id="model",
-    )
-    info = gr.Markdown(model_info(spec), elem_id="model-info")
     prompt = gr.Textbox(
         label="Prompt",
-        lines=4,
-        max_lines=12,
+        lines=3,
+        max_lines=10,
         placeholder="Describe the image. Ctrl+Enter (⌘+Enter) generates.",
         elem_id="prompt",
     )
+    with gr.Row(equal_height=True):
+        model = gr.Dropdown(
+            choices=[(m.label, m.id) for m in catalog.models.values()],
+            value=spec.id,
+            label="Model",
+            scale=3,
+            elem_id="model",
+        )
+        variants = gr.Slider(
+            1, VARIANTS_MAX, value=1, step=1, label="Variants", scale=2, elem_id="variants"
+        )
+    info = gr.Markdown(model_info(spec), elem_id="model-info")
+    settings_box = gr.Group(visible=spec.takes_any_setting, elem_id="settings")
+    with settings_box, gr.Row(equal_height=True):  # two rows of two: radios stay on one line
+        aspect = gr.Dropdown(
+            choices=_union(catalog, "aspect_ratio"),
+            value=spec.defaults.aspect_ratio,
+            label="Aspect ratio",
+            visible=spec.takes("aspect_ratio"),
+            allow_custom_value=True,  # the model's own check names a wrong value in a sentence
+            min_width=110,
+            elem_id="aspect-ratio",
+        )
+        resolution = gr.Radio(
+            choices=_union(catalog, "resolution"),
+            value=spec.defaults.resolution,
+            label="Resolution",
+            visible=spec.takes("resolution"),
+            min_width=150,
+            elem_id="resolution",
+        )
+    with settings_box, gr.Row(equal_height=True):
+        output_format = gr.Radio(
+            choices=_union(catalog, "output_format"),
+            value=spec.defaults.output_format,
+            label="Format",
+            visible=spec.takes("output_format"),
+            min_width=120,
+            elem_id="output-format",
+        )
+        routing = gr.Radio(
+            choices=_union(catalog, "routing"),
+            value=spec.defaults.routing,
+            label="Routing",
+            visible=spec.takes("routing"),
+            min_width=160,
+            elem_id="routing",
+        )
+    pixel_size = gr.Markdown(pixel_size_words(spec, spec.defaults), elem_id="pixel-size")
+    with gr.Row(equal_height=True, elem_id="actions"):
+        generate = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+    with gr.Row(elem_id="form-feedback"):
+        running = gr.Markdown("", elem_id="running")
+        message = gr.Markdown("", elem_id="form-message")
     references = gr.File(
         label=references_label(spec),
         file_count="multiple",
         file_types=["image", ".heic", ".heif"],
         allow_reordering=True,
-        height=140,
+        height=110,
         elem_id="references",
     )
     preview = gr.Gallery(
         label="Reference preview",
-        columns=5,
-        height=120,
+        columns=6,
+        height=100,
         allow_preview=False,
         interactive=False,
         buttons=[],
+        visible=False,
         elem_id="reference-preview",
     )
-    urls = gr.Textbox(
-        label="Reference image URLs (optional, one https URL per line)",
-        lines=1,
-        max_lines=5,
-        elem_id="reference-urls",
-    )
-    settings_box = gr.Column(visible=spec.takes_any_setting, elem_id="settings")
-    with settings_box, gr.Row():
-        aspect = gr.Dropdown(
-            choices=list(spec.aspect_ratios),
-            value=spec.defaults.aspect_ratio,
-            label="Aspect ratio",
-            visible=spec.takes("aspect_ratio"),
-            elem_id="aspect-ratio",
+    aside_note = gr.Markdown("", elem_id="set-aside")
+    with gr.Accordion("Reference links", open=False):
+        urls = gr.Textbox(
+            label="Reference image URLs (one http:// or https:// link per line)",
+            lines=1,
+            max_lines=5,
+            elem_id="reference-urls",
         )
-        resolution = gr.Radio(
-            choices=list(spec.resolutions),
-            value=spec.defaults.resolution,
-            label="Resolution",
-            visible=spec.takes("resolution"),
-            elem_id="resolution",
-        )
-    with settings_box, gr.Row():
-        output_format = gr.Radio(
-            choices=list(spec.output_formats),
-            value=spec.defaults.output_format,
-            label="Output format",
-            visible=spec.takes("output_format"),
-            elem_id="output-format",
-        )
-        routing = gr.Radio(
-            choices=list(spec.routings),
-            value=spec.defaults.routing,
-            label="Routing",
-            info="Which provider runs the task: auto, the cheaper one (value) or the official one",
-            visible=spec.takes("routing"),
-            elem_id="routing",
-        )
-    variants = gr.Slider(1, VARIANTS_MAX, value=1, step=1, label="Variants", elem_id="variants")
-    with gr.Row():
-        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop")
     with gr.Accordion("Service keys", open=False):
         gr.Markdown(
             "Keys stay in this browser and are sent only with a generation. "
@@ -148,21 +182,27 @@ def build_controls(catalog: Catalog) -> Controls:
             for service in catalog.services
         }
     return Controls(
-        model,
-        info,
-        prompt,
-        references,
-        preview,
-        urls,
-        settings_box,
-        aspect,
-        resolution,
-        output_format,
-        routing,
-        variants,
-        generate,
-        stop,
-        keys,
+        model=model,
+        model_info=info,
+        prompt=prompt,
+        references=references,
+        reference_preview=preview,
+        reference_urls=urls,
+        settings_box=settings_box,
+        aspect_ratio=aspect,
+        resolution=resolution,
+        output_format=output_format,
+        routing=routing,
+        pixel_size=pixel_size,
+        variants=variants,
+        generate=generate,
+        stop=stop,
+        running=running,
+        message=message,
+        set_aside=gr.State([]),
+        set_aside_note=aside_note,
+        parent=gr.State(None),
+        keys=keys,
     )
 
 
@@ -179,7 +219,11 @@ def reshape(spec: ModelSpec, current: ImageSettings) -> tuple[dict, ...]:
         gr.update(value=model_info(spec)),
         gr.update(label=references_label(spec)),
         *(
-            gr.update(choices=list(spec.choices(name)), visible=spec.takes(name), value=value)
+            gr.update(choices=list(spec.choices(name)), visible=True, value=value)
+            if spec.takes(name)
+            # Hidden, with its choices and value left alone: a setting the model does not take
+            # is dropped when generating, and an emptied list would refuse a recalled value.
+            else gr.update(visible=False)
             for name, value in kept.as_dict().items()
         ),
     )

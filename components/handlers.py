@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import gradio as gr
 
+from components.cards import pixel_size_words
 from components.controls import VARIANTS_MAX, reshape, settings_visibility
 from providers.capabilities import ImageSettings, ModelSpec
 from providers.catalog import Catalog
@@ -20,6 +21,7 @@ from studio.jobs import JobRunner, JobSpec
 from studio.netguard import UnsafeUrlError, resolve_public_addresses
 from studio.progress import Progress
 from studio.reference_host import ReferenceHost, check_reference_url
+from studio.reference_store import URL_PREFIX, ReferenceStore
 from studio.references import BadReferenceError, deduplicate, prepare_reference
 
 GalleryItems = list[tuple[str, str]]
@@ -32,6 +34,14 @@ class Studio:
     runner: JobRunner
     reference_host: ReferenceHost
     multi_user: bool = False
+    # Prepared references by hash, for recall, re-run and compare (beside the outputs).
+    reference_store: ReferenceStore = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.reference_store is None:
+            self.reference_store = ReferenceStore(
+                self.runner.outputs_dir.parent / "kept-references"
+            )
 
     @property
     def catalog(self) -> Catalog:
@@ -74,22 +84,65 @@ def on_model_change(
     output_format: str | None,
     routing: str | None,
     files: Sequence[Any] | None,
+    set_aside: Sequence[str] | None,
 ) -> tuple[Any, ...]:
+    """Reshape the form for `model`. References beyond its cap are set aside, not dropped:
+    they come back (in their order) when a model that takes them is chosen."""
     spec = catalog.model(model)
-    kept = trim_references(catalog, model, files)
+    paths = [*file_paths(files), *(set_aside or ())]
+    kept, aside = paths[: spec.max_references], paths[spec.max_references :]
     current = ImageSettings(aspect, resolution, output_format, routing)
-    return (*reshape(spec, current), kept, kept, settings_visibility(spec))
+    return (
+        *reshape(spec, current),
+        kept,
+        gr.update(value=kept, visible=bool(kept)),
+        settings_visibility(spec),
+        aside,
+        set_aside_words(spec, aside),
+        pixel_size_words(spec, spec.settings_for(current)),
+    )
 
 
-def trim_references(catalog: Catalog, model: str, files: Sequence[Any] | None) -> list[str]:
-    """Keep the first `max_references` files, warning about the rest."""
-    paths = file_paths(files)
+def set_aside_words(spec: ModelSpec, aside: Sequence[str]) -> str:
+    if not aside:
+        return ""
+    count = len(aside)
+    return (
+        f"{count} reference{'s' if count != 1 else ''} set aside: {spec.label} takes "
+        f"{spec.max_references}. {'They come' if count != 1 else 'It comes'} back when you "
+        "choose a model that takes more."
+    )
+
+
+async def trim_references(catalog: Catalog, model: str, files: Sequence[Any] | None) -> list[str]:
+    """On upload: refuse, by name, a file that is not an image; keep the first
+    `max_references`, warning about the rest."""
+    paths = []
+    for path in file_paths(files):
+        problem = await asyncio.to_thread(_upload_problem, path)
+        if problem:
+            gr.Warning(problem)
+        else:
+            paths.append(path)
     spec = catalog.model(model)
     cap = spec.max_references
     if len(paths) > cap:
         dropped = ", ".join(Path(p).name for p in paths[cap:])
         gr.Warning(f"{spec.label} takes at most {cap} references; removed {dropped}.")
     return paths[:cap]
+
+
+def _upload_problem(path: str) -> str | None:
+    """Why an uploaded file cannot be a reference (None if it can): the same check Generate
+    makes, run now so a wrong file is refused where it was dropped."""
+    name = Path(path).name
+    try:
+        prepare_reference(Path(path).read_bytes(), name)
+    except BadReferenceError as exc:
+        return str(exc)
+    except OSError:
+        return f"Could not read {name}; upload it again."
+    return None
 
 
 # ---- layer 2: the validator runs before the event is queued -------------------------------------
@@ -152,6 +205,7 @@ async def prepare_references(
         notes.append(f"Skipped duplicate reference(s): {', '.join(dropped)}.")
     locations, hashes = [], []
     for ref in unique:
+        await asyncio.to_thread(studio.reference_store.keep, ref)
         published = await asyncio.to_thread(studio.reference_host.publish, ref)
         locations.append(published.url)
         hashes.append(ref.sha256)
@@ -161,15 +215,21 @@ async def prepare_references(
             "set PUBLIC_URL for the most reliable results."
         )
     for url in url_lines(urls):
-        try:
-            checked = check_reference_url(url)
-            parts = urlsplit(checked)
-            await resolve_public_addresses(parts.hostname or "", parts.port or 443)
-        except UnsafeUrlError as exc:
-            raise user_error(f"Reference URL refused: {exc}") from None
+        checked = await checked_reference_url(url)
         locations.append(checked)
-        hashes.append("url:" + checked)
+        hashes.append(URL_PREFIX + checked)
     return tuple(locations), tuple(hashes), notes
+
+
+async def checked_reference_url(url: str) -> str:
+    """A pasted reference link, refused with a sentence unless it leads to a public host."""
+    try:
+        checked = check_reference_url(url)
+        parts = urlsplit(checked)
+        await resolve_public_addresses(parts.hostname or "", parts.port or 443)
+    except UnsafeUrlError as exc:
+        raise user_error(f"Reference URL refused: {exc}") from None
+    return checked
 
 
 def gallery_items(progresses: Sequence[Progress]) -> GalleryItems:
@@ -189,6 +249,64 @@ def status_text(
     return "\n".join(lines)
 
 
+async def start_generation(
+    studio: Studio,
+    model: str,
+    prompt: str,
+    reference_images: Sequence[Any] | None = None,
+    reference_urls: str | None = None,
+    aspect_ratio: str | None = None,
+    resolution: str | None = None,
+    output_format: str | None = None,
+    routing: str | None = None,
+    variants: float | None = 1,
+    *,
+    keys: Mapping[str, str] | None = None,
+    owner: str = "",
+    parent: str | None = None,
+) -> tuple[list[str], list[str]]:
+    """Check, prepare and start `variants` tasks; returns (job ids, notes for the status).
+
+    `keys` are the visitor's own keys by service id; `parent` the job whose result this edits."""
+    catalog = studio.catalog
+    if model not in catalog.models:
+        raise user_error(catalog.unknown_model_sentence(model))
+    spec = catalog.model(model)
+    count = reference_count(reference_images, reference_urls)
+    # Layer 3 of the reference cap: API callers skip the page's trimming and validator.
+    if count > spec.max_references:
+        raise user_error(
+            f"{spec.label} takes at most {spec.max_references} reference images ({count} given)."
+        )
+    try:
+        n = int(variants or 1)
+    except (TypeError, ValueError):
+        n = 0
+    if not 1 <= n <= VARIANTS_MAX:
+        raise user_error(f"Variants must be 1 to {VARIANTS_MAX}.")
+    settings = _fill(spec, ImageSettings(aspect_ratio, resolution, output_format, routing))
+    problems = catalog.request_problems(
+        model, prompt=(prompt or "").strip(), reference_count=count, settings=settings
+    )
+    if problems:  # before any reference is prepared or published
+        raise user_error(" ".join(problems))
+    urls, hashes, notes = await prepare_references(studio, reference_images, reference_urls)
+    job = JobSpec(
+        model=model,
+        prompt=(prompt or "").strip(),
+        reference_urls=urls,
+        reference_hashes=hashes,
+        # Settings the model does not take are dropped; missing ones take the model's default.
+        settings=settings,
+        parent=parent or None,
+    )
+    try:
+        job_ids = await studio.runner.start(job, variants=n, owner=owner, visitor_keys=keys)
+    except ImageServiceError as exc:
+        raise user_error(exc.user_message()) from None
+    return job_ids, notes
+
+
 async def generate(
     studio: Studio,
     model: str,
@@ -204,35 +322,22 @@ async def generate(
     keys: Mapping[str, str] | None = None,
     owner: str = "",
 ) -> AsyncIterator[tuple[GalleryItems, str, list[str]]]:
-    """Submit `variants` tasks and stream (gallery, status, job ids) until all end.
-
-    `keys` are the visitor's own keys by service id."""
-    catalog = studio.catalog
-    if model not in catalog.models:
-        raise user_error(catalog.unknown_model_sentence(model))
-    spec = catalog.model(model)
-    count = reference_count(reference_images, reference_urls)
-    # Layer 3 of the reference cap: API callers skip the page's trimming and validator.
-    if count > spec.max_references:
-        raise user_error(
-            f"{spec.label} takes at most {spec.max_references} reference images ({count} given)."
-        )
-    n = int(variants or 1)
-    if not 1 <= n <= VARIANTS_MAX:
-        raise user_error(f"Variants must be 1 to {VARIANTS_MAX}.")
-    urls, hashes, notes = await prepare_references(studio, reference_images, reference_urls)
-    job = JobSpec(
-        model=model,
-        prompt=(prompt or "").strip(),
-        reference_urls=urls,
-        reference_hashes=hashes,
-        # Settings the model does not take are dropped; missing ones take the model's default.
-        settings=_fill(spec, ImageSettings(aspect_ratio, resolution, output_format, routing)),
+    """The public `/generate`: start, then stream (gallery, status, job ids) until all end.
+    The first update carries the job ids, so a caller whose stream drops can find its jobs."""
+    job_ids, notes = await start_generation(
+        studio,
+        model,
+        prompt,
+        reference_images,
+        reference_urls,
+        aspect_ratio,
+        resolution,
+        output_format,
+        routing,
+        variants,
+        keys=keys,
+        owner=owner,
     )
-    try:
-        job_ids = await studio.runner.start(job, variants=n, owner=owner, visitor_keys=keys)
-    except ImageServiceError as exc:
-        raise user_error(exc.user_message()) from None
     try:
         async for progresses in studio.runner.follow(job_ids):
             yield gallery_items(progresses), status_text(progresses, notes), job_ids

@@ -12,13 +12,13 @@ import re
 import secrets
 import time
 import zipfile
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from components.controls import reshape
 from components.handlers import Studio, file_paths, user_error
 from components.history import ALL
 from providers.capabilities import ImageSettings
@@ -26,7 +26,9 @@ from providers.catalog import Catalog
 from providers.errors import ImageServiceError
 from studio.ledger import JobRow
 from studio.metadata import read_parameters
+from studio.reference_store import split_references
 
+FORM_VALUES = 11  # what form_values gives: the outputs of Recall and of restoring from an image
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 NOBODY = "\x00nobody"  # an owner no job can have: what a shared deployment shows to no id
 PAGE_SIZE = 60
@@ -115,7 +117,8 @@ def _listing(
     return thumbnails, table, row_ids, thumb_ids
 
 
-async def _row(studio: Studio, client_id: str | None, job_id: str | None) -> JobRow:
+async def selected_row(studio: Studio, client_id: str | None, job_id: str | None) -> JobRow:
+    """The selected generation's row, if it is the visitor's; a sentence otherwise."""
     if not job_id:
         raise user_error("Select a generation in the history first.")
     row = await asyncio.to_thread(
@@ -127,7 +130,7 @@ async def _row(studio: Studio, client_id: str | None, job_id: str | None) -> Job
 
 
 async def describe(studio: Studio, client_id: str | None, job_id: str | None) -> str:
-    row = await _row(studio, client_id, job_id)
+    row = await selected_row(studio, client_id, job_id)
     state = row.state.value.replace("_", " ")
     lines = [
         f"**{_label(studio.catalog, row.model)}** · {state} · {_when(row.created_at)}",
@@ -147,37 +150,47 @@ async def describe(studio: Studio, client_id: str | None, job_id: str | None) ->
     return "\n\n".join(lines)
 
 
-def _settings_updates(
-    catalog: Catalog, params: dict[str, Any], model: str, prompt: str
+def form_values(
+    studio: Studio,
+    params: dict[str, Any],
+    model: str,
+    prompt: str,
+    reference_hashes: Sequence[str],
+    *,
+    parent: str | None = None,
 ) -> tuple[Any, ...]:
-    spec = catalog.model(model)
-    info, refs_label, *settings = reshape(spec, ImageSettings.from_mapping(params))
-    return (gr.update(value=spec.id), gr.update(value=prompt), info, refs_label, *settings)
+    """The form as it was for a generation: model, prompt, the four settings, references (the
+    kept files and the links), variants, parent, and an empty set-aside list.
+
+    The settings are given as recorded; the model's change then reshapes the form around them.
+    """
+    settings = ImageSettings.from_mapping(params)
+    files, links, missing = split_references(reference_hashes, studio.reference_store)
+    if missing:
+        count = len(missing)
+        gr.Warning(
+            f"{count} reference image{'s are' if count != 1 else ' is'} no longer kept; "
+            f"add {'them' if count != 1 else 'it'} again."
+        )
+    return (
+        model,
+        prompt,
+        *settings.as_dict().values(),
+        [str(path) for path in files],
+        "\n".join(links),
+        int(str(params.get("variants") or 1)),
+        parent,
+        [],
+    )
 
 
 async def recall(studio: Studio, client_id: str | None, job_id: str | None) -> tuple[Any, ...]:
-    """Updates for model, prompt, model info, references label, aspect, resolution, format,
-    routing."""
-    row = await _row(studio, client_id, job_id)
-    return _settings_updates(studio.catalog, row.params, row.model, row.prompt)
-
-
-async def use_as_reference(
-    studio: Studio, client_id: str | None, job_id: str | None, model: str, current: list[Any] | None
-) -> list[str]:
-    row = await _row(studio, client_id, job_id)
-    kept = _kept(row)
-    if not kept:
-        raise user_error("This generation has no saved image to use.")
-    files = [*file_paths(current), kept[0]]
-    spec = studio.catalog.model(model)
-    cap = spec.max_references
-    if len(files) > cap:
-        gr.Warning(
-            f"{spec.label} takes at most {cap} references; remove one before adding another."
-        )
-        return files[:cap]
-    return files
+    """The form as it was for the selected generation, references and variants included."""
+    row = await selected_row(studio, client_id, job_id)
+    parent = str(row.params["parent"]) if row.params.get("parent") else None
+    return form_values(
+        studio, row.params, row.model, row.prompt, row.reference_hashes, parent=parent
+    )
 
 
 async def check_again(
@@ -187,14 +200,14 @@ async def check_again(
     keys: dict[str, str] | None = None,
 ) -> str:
     """Watch a stopped or timed-out task again; `keys` are the visitor's keys by service id."""
-    row = await _row(studio, client_id, job_id)
+    row = await selected_row(studio, client_id, job_id)
     try:
         await studio.runner.recheck(
             row.job_id, owner=owner_for(studio, client_id), visitor_keys=keys
         )
     except ImageServiceError as exc:
         raise user_error(exc.user_message()) from None
-    return f"Checking task {row.task_id} again; its status appears on the Generate tab."
+    return f"Checking task {row.task_id} again; its card on the Generate tab shows how it goes."
 
 
 ZIP_LIFETIME = 3600.0  # seconds a zip stays on disk after it was made
@@ -231,13 +244,14 @@ async def zip_shown(studio: Studio, client_id: str | None, job_ids: list[str] | 
     return gr.update(value=str(target), visible=True)
 
 
-def restore_from_image(catalog: Catalog, file: Any) -> tuple[Any, ...]:
-    """Settings from the parameters embedded in an image made here."""
+def restore_from_image(studio: Studio, file: Any) -> tuple[Any, ...]:
+    """The form from the parameters embedded in an image made here."""
     paths = file_paths([file] if file else [])
     if not paths:
-        return tuple(gr.update() for _ in range(8))
+        return tuple(gr.skip() for _ in range(FORM_VALUES))
     params = read_parameters(Path(paths[0]).read_bytes())
-    if not params or params.get("model") not in catalog.models:
+    if not params or params.get("model") not in studio.catalog.models:
         raise user_error(f"{Path(paths[0]).name} carries no Image Studio settings.")
     gr.Info("Settings restored from the image.")
-    return _settings_updates(catalog, params, str(params["model"]), str(params.get("prompt", "")))
+    hashes = [str(h) for h in params.get("reference_hashes") or () if isinstance(h, str)]
+    return form_values(studio, params, str(params["model"]), str(params.get("prompt", "")), hashes)

@@ -7,7 +7,7 @@ Starts the whole app in this process on a free loopback port (tests/app_server.p
 opens it in headless Chromium (Debian's /usr/bin/chromium, through Playwright), types a prompt,
 generates two Nano Banana Pro variants and waits until both are done, then saves the viewport:
 1440x900 on a desktop (the page from its top) and 390x844 on a phone (`is_mobile`, touch,
-scrolled to the status and the results). Like the browser test, the page may only reach the
+scrolled to the feed of cards). Like the browser test, the page may only reach the
 app: any other request is aborted, and the script fails if there was one. Gradio is kept
 offline with the tests' settings.
 """
@@ -118,24 +118,26 @@ def take(browser, url: str, shot: Shot, out_dir: Path) -> Path:
         variants = page.locator("#variants input[type=number]")
         variants.fill(str(VARIANTS))
         variants.press("Enter")
-        page.locator("#generate").click()
-        expect(page.locator("#results img")).to_have_count(VARIANTS)
-        status = page.locator("#status textarea")
-        expect(status).to_have_value(re.compile(rf"#{VARIANTS} Nano Banana Pro.*: done"))
-        if status.input_value().count(": done") != VARIANTS:
-            raise RuntimeError(f"not every variant is done: {status.input_value()!r}")
-        for image in page.locator("#results img").all():  # decoded, not half-drawn
+        page.get_by_role("button", name="Generate", exact=True).click()
+        card = page.locator(".feed-card").first
+        expect(card.get_by_text(re.compile(r"^Done in"))).to_have_count(VARIANTS)
+        expect(card.locator("img")).to_have_count(VARIANTS)
+        for image in card.locator("img").all():  # decoded, not half-drawn
             image.evaluate("img => img.decode()")
-        # Clicking Generate scrolled down to it. A desktop shows the page from its top (prompt
-        # and results side by side); a phone shows the finished status and the results.
+        # A desktop shows the page from its top (form and feed side by side); a phone shows
+        # the finished card (the feed is below the form there).
         if shot.mobile:
-            page.locator("#status").evaluate("el => el.scrollIntoView({block: 'start'})")
+            page.locator("#feed").evaluate("el => el.scrollIntoView({block: 'start'})")
         else:
             page.evaluate("window.scrollTo(0, 0)")
         page.mouse.move(0, 0)  # no hover highlight in the picture
         page.wait_for_timeout(500)  # let Gradio's transitions settle
         path = out_dir / shot.file_name
         page.screenshot(path=str(path))
+        if os.environ.get("SCREENSHOT_TOP"):  # also the first screen, to check the layout
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(out_dir / f"top-{shot.file_name}"))
     finally:
         context.close()
     if outside:
@@ -152,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).exists():
         parser.error(f"{CHROMIUM} is missing (apt-get install chromium)")
     args.out.mkdir(parents=True, exist_ok=True)
-    with running_app(env={"SIMULATOR_TIME_SCALE": TIME_SCALE}) as server, chromium() as browser:
-        for shot in SHOTS:
-            path = take(browser, server.url, shot, args.out)
+    with chromium() as browser:
+        for shot in SHOTS:  # a fresh app each, so each picture shows only its own generation
+            with running_app(env={"SIMULATOR_TIME_SCALE": TIME_SCALE}) as server:
+                path = take(browser, server.url, shot, args.out)
             print(f"{path} ({shot.width}x{shot.height}{', phone' if shot.mobile else ''})")
     return 0
 

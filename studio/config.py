@@ -35,7 +35,11 @@ class AppConfig:
 
     @property
     def references_dir(self) -> Path:
-        return self.data_dir / "references"
+        return self.data_dir / "references"  # hosted for the services, for an hour
+
+    @property
+    def kept_references_dir(self) -> Path:
+        return self.data_dir / "kept-references"  # by hash, as long as history uses them
 
     @property
     def ledger_path(self) -> Path:

@@ -3,15 +3,16 @@
 Each running job publishes a new `Progress` value on every change and notifies its condition;
 `follow` merges any number of jobs into one stream of snapshots for a page. `LiveJobs` holds the
 running jobs and a bounded window of the last ones to end: memory is flat in the number of jobs
-ever run (older endings are read from the ledger).
+ever run (older endings are read from the ledger). `Changes` tells a page's feed that one of its
+visitor's jobs changed, so a feed re-reads only when there is something new.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from studio.backends import Backend
@@ -30,11 +31,42 @@ class LiveJob:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     task: asyncio.Task[None] | None = None
+    on_change: Callable[[str], None] = lambda _owner: None  # set by LiveJobs.add
 
     async def publish(self, **changes: object) -> None:
         self.progress = self.progress.evolve(**changes)
         async with self.changed:
             self.changed.notify_all()
+        self.on_change(self.owner)
+
+
+class Changes:
+    """Per-visitor change signals: `notify(owner)` wakes the feeds of that owner and the feeds
+    that watch everyone (owner None, single-user mode). Waiting costs one Event per feed."""
+
+    def __init__(self) -> None:
+        self._waiting: defaultdict[str | None, set[asyncio.Event]] = defaultdict(set)
+
+    def notify(self, owner: str) -> None:
+        for key in (owner, None):
+            for event in self._waiting.get(key, ()):
+                event.set()
+
+    async def wait(self, owner: str | None, within: float) -> bool:
+        """Until something of `owner`'s changes (True) or `within` seconds pass (False)."""
+        event = asyncio.Event()
+        self._waiting[owner].add(event)
+        try:
+            async with asyncio.timeout(within):
+                await event.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiting = self._waiting[owner]
+            waiting.discard(event)
+            if not waiting:
+                del self._waiting[owner]
 
 
 class LiveJobs:
@@ -44,6 +76,7 @@ class LiveJobs:
     ended (a fast task, a slow page) still sees its ending and its files."""
 
     def __init__(self, keep_ended: int) -> None:
+        self.changes = Changes()
         self.running: dict[str, LiveJob] = {}
         self._ended: OrderedDict[str, LiveJob] = OrderedDict()
         self.keep_ended = keep_ended
@@ -52,7 +85,9 @@ class LiveJobs:
         return len(self.running) + len(self._ended)
 
     def add(self, job: LiveJob) -> None:
+        job.on_change = self.changes.notify
         self.running[job.progress.job_id] = job
+        self.changes.notify(job.owner)
 
     def get(self, job_id: str) -> LiveJob | None:
         return self.running.get(job_id) or self._ended.get(job_id)

@@ -19,6 +19,9 @@ class JobSpec:
     reference_urls: tuple[str, ...] = ()
     reference_hashes: tuple[str, ...] = ()
     settings: ImageSettings = NO_SETTINGS
+    # The generation whose result this one edits (its references include that result): the
+    # link that makes edit chains.
+    parent: str | None = None
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobSpec:
@@ -28,6 +31,7 @@ class JobSpec:
             prompt=row.prompt,
             reference_hashes=tuple(row.reference_hashes),
             settings=ImageSettings.from_mapping(row.params),
+            parent=str(row.params["parent"]) if row.params.get("parent") else None,
         )
 
     def problems(self, catalog: Catalog) -> list[str]:
@@ -59,8 +63,11 @@ class JobSpec:
         variant: int,
         offline: bool,
         key_source: str,
+        generation: str = "",
+        variants: int = 1,
     ) -> NewJob:
-        """The ledger row for one variant of this spec."""
+        """The ledger row for variant `variant` of `variants`, all of one `generation` (the jobs
+        one press of Generate started; the page shows them as one card)."""
         return NewJob(
             job_id=job_id,
             owner=owner,
@@ -70,6 +77,9 @@ class JobSpec:
             params={
                 **self.params(),
                 "variant": variant,
+                "variants": variants,
+                "generation": generation or job_id,
+                **({"parent": self.parent} if self.parent else {}),
                 "offline": offline,
                 # Keys are never stored: a restart must know whose key the task needs.
                 "key_source": key_source,

@@ -27,7 +27,7 @@ from studio.feed import LiveJob, LiveJobs, cancel_watching, follow
 from studio.files import remove_partial_files
 from studio.job_spec import JobSpec
 from studio.keeper import ResultKeeper, owner_folder
-from studio.ledger import JobRow, Ledger, LedgerError
+from studio.ledger import JobRow, Ledger, LedgerError, NewJob
 from studio.lifecycle import (
     KEY_NEEDED,
     RECHECKABLE_STATES,
@@ -102,10 +102,19 @@ class JobRunner:
         backend = self.backends.for_service(service, visitor_key)
         key_source = "offline" if backend.offline else "visitor" if visitor_key else "server"
         job_ids = []
+        generation = uuid.uuid4().hex  # the jobs of one press of Generate, shown as one card
         for variant in range(1, variants + 1):
-            job = await self._record(
-                spec, backend, owner=owner, variant=variant, key_source=key_source
+            new_job = spec.new_job(
+                uuid.uuid4().hex,
+                owner=owner,
+                service=service,
+                variant=variant,
+                offline=backend.offline,
+                key_source=key_source,
+                generation=generation,
+                variants=variants,
             )
+            job = await self._record(spec, backend, new_job)
             job.task = asyncio.create_task(self._run(job), name=f"job-{job.progress.job_id}")
             job_ids.append(job.progress.job_id)
         return job_ids
@@ -197,17 +206,7 @@ class JobRunner:
 
     # ---- one job ------------------------------------------------------------------------------
 
-    async def _record(
-        self, spec: JobSpec, backend: Backend, *, owner: str, variant: int, key_source: str
-    ) -> LiveJob:
-        new_job = spec.new_job(
-            uuid.uuid4().hex,
-            owner=owner,
-            service=backend.service,
-            variant=variant,
-            offline=backend.offline,
-            key_source=key_source,
-        )
+    async def _record(self, spec: JobSpec, backend: Backend, new_job: NewJob) -> LiveJob:
         row = await asyncio.to_thread(self.ledger.record_job, new_job)
         job = self._live_job(row, spec, backend)
         self.live.add(job)

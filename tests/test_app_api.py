@@ -147,6 +147,14 @@ def test_five_references_to_gempix2_are_refused(client: Client, reference_pngs: 
         )
 
 
+def test_a_setting_the_model_does_not_take_gets_a_sentence(client: Client) -> None:
+    with pytest.raises(AppError) as caught:
+        client.predict(
+            model="nano-banana-pro", prompt="a fox", aspect_ratio="7:3", api_name="/generate"
+        )
+    assert "Nano Banana Pro cannot take aspect ratio '7:3'; choices: 1:1, 16:9" in str(caught.value)
+
+
 def test_pdf_renamed_png_is_refused_by_name(client: Client, tmp_path: Path) -> None:
     fake = tmp_path / "invoice-scan.png"
     fake.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")

@@ -25,7 +25,7 @@ import pytest
 from crash_child import PacedBackends
 from PIL import Image
 
-from components import handlers
+from components import feed_actions, handlers
 from components import history_handlers as history
 from components.handlers import Studio
 from providers.capabilities import ImageSettings
@@ -328,14 +328,14 @@ async def test_restore_from_image_gives_back_the_settings_and_prompt(make_env: M
         assert (image.format, image.size) == ("JPEG", (3168, 1344))
 
     for file in (str(path), {"path": str(path)}):  # as the page sends it, and as an API caller
-        updates = history.restore_from_image(CATALOG, file)
-        assert len(updates) == 8
-        values = [update.get("value") for update in updates]
-        model, restored_prompt, _info, _refs, aspect, resolution, fmt, routing = values
+        values = history.restore_from_image(env.studio, file)
+        assert len(values) == history.FORM_VALUES
+        model, restored_prompt, aspect, resolution, fmt, routing, refs, links, *rest = values
         assert model == NBP
         assert restored_prompt == prompt
         assert (aspect, resolution, fmt, routing) == ("21:9", "2K", "jpeg", "value")
-        assert all(update.get("visible") for update in updates[4:])
+        assert (refs, links) == ([], "")
+        assert rest == [1, None, []]  # variants, parent, set-aside
 
     params = read_parameters(path.read_bytes())
     assert params is not None
@@ -343,15 +343,16 @@ async def test_restore_from_image_gives_back_the_settings_and_prompt(make_env: M
     assert row is not None and params["task_id"] == row.task_id
     # Recall from history gives the same settings as the image does.
     recalled = await history.recall(env.studio, None, job_id)
-    assert [u.get("value") for u in recalled] == values
+    assert list(recalled) == list(values)
 
 
-async def test_restore_from_a_foreign_image_is_refused(tmp_path: Path) -> None:
+async def test_restore_from_a_foreign_image_is_refused(make_env: MakeEnv, tmp_path: Path) -> None:
+    studio_stub = (await make_env(multi_user=False)).studio
     foreign = tmp_path / "holiday.png"
     Image.new("RGB", (16, 16), (10, 20, 30)).save(foreign)
     with pytest.raises(gr.Error, match="carries no Image Studio settings"):
-        history.restore_from_image(CATALOG, str(foreign))
-    assert all(update == gr.update() for update in history.restore_from_image(CATALOG, None))
+        history.restore_from_image(studio_stub, str(foreign))
+    assert all(update == gr.skip() for update in history.restore_from_image(studio_stub, None))
 
 
 # -- (3) two browsers on one app never see each other's history -------------------------------
@@ -377,8 +378,12 @@ async def test_two_browsers_never_see_each_others_history(make_env: MakeEnv) -> 
         await history.describe(studio, a, job_b)
     with pytest.raises(gr.Error, match="not in your history"):
         await history.recall(studio, a, job_b)
-    with pytest.raises(gr.Error, match="not in your history"):
-        await history.use_as_reference(studio, a, job_b, NBP, None)
+    with pytest.raises(gr.Error, match="no longer in your feed"):
+        await feed_actions.use_as_reference(studio, a, [job_b], 0, NBP, None)
+    with pytest.raises(gr.Error, match="no longer in your feed"):
+        await feed_actions.rerun(studio, a, [job_b], {}, a)
+    with pytest.raises(gr.Error, match="no longer in your feed"):
+        await feed_actions.compare(studio, a, [job_b], 0)
     with pytest.raises(gr.Error, match="not in your history"):
         await history.check_again(studio, a, job_b)
     with pytest.raises(gr.Error, match="No saved images"):

@@ -75,16 +75,15 @@ async def run_generate(studio: Studio, *args: Any, **kwargs: Any) -> list[Any]:
 # ---- controls ----------------------------------------------------------------------------------
 
 
-def test_reshape_for_gempix2_hides_and_clears_what_it_cannot_take() -> None:
+def test_reshape_for_gempix2_hides_what_it_cannot_take_and_leaves_it_alone() -> None:
     info, refs, aspect, resolution, fmt, routing = reshape(
         CATALOG.model(GEMPIX2), ImageSettings("16:9", "4K", "jpeg", "value")
     )
     assert "up to 4 references" in info["value"]
     assert refs["label"] == "Reference images (up to 4)"
     for update in (aspect, resolution, fmt, routing):
-        assert update["visible"] is False
-        assert update["value"] is None
-        assert update["choices"] == []
+        # Hidden only: emptying the choices made a recalled "1:1" an error on every later event.
+        assert update == {"__type__": "update", "visible": False}
 
 
 def test_reshape_back_to_nano_banana_pro_keeps_valid_choices() -> None:
@@ -108,33 +107,51 @@ def test_reshape_back_to_nano_banana_pro_keeps_valid_choices() -> None:
 # ---- the reference cap, layer 1: trimming with a warning ---------------------------------------
 
 
-def test_trim_references_keeps_four_for_gempix2_and_warns(tmp_path: Path) -> None:
+async def test_trim_references_keeps_four_for_gempix2_and_warns(tmp_path: Path) -> None:
     files = make_pngs(tmp_path, 6)
     # Outside a request gr.Warning goes through the warnings module.
     with pytest.warns(UserWarning) as caught:
-        kept = handlers.trim_references(CATALOG, GEMPIX2, files)
+        kept = await handlers.trim_references(CATALOG, GEMPIX2, files)
     assert kept == files[:4]
     assert [str(w.message) for w in caught] == [
         "GemPix2 (Nano Banana) takes at most 4 references; removed e.png, f.png."
     ]
 
 
-def test_trim_references_within_the_cap_is_silent(tmp_path: Path) -> None:
+async def test_trim_references_within_the_cap_is_silent(tmp_path: Path) -> None:
     files = make_pngs(tmp_path, 6)
     # Any warning would fail this test (warnings are errors).
-    assert handlers.trim_references(CATALOG, NBP, files) == files
-    assert handlers.trim_references(CATALOG, GEMPIX2, files[:4]) == files[:4]
-    assert handlers.trim_references(CATALOG, GEMPIX2, [{"path": files[0]}]) == [files[0]]
+    assert await handlers.trim_references(CATALOG, NBP, files) == files
+    assert await handlers.trim_references(CATALOG, GEMPIX2, files[:4]) == files[:4]
+    assert await handlers.trim_references(CATALOG, GEMPIX2, [{"path": files[0]}]) == [files[0]]
 
 
-def test_model_change_trims_the_references_too(tmp_path: Path) -> None:
-    files = make_pngs(tmp_path, 5)
-    with pytest.warns(UserWarning, match=r"removed e\.png"):
-        updates = handlers.on_model_change(CATALOG, GEMPIX2, "16:9", "2K", "png", "auto", files)
-    assert len(updates) == 9
+async def test_an_upload_that_is_not_an_image_is_refused_by_name_at_once(tmp_path: Path) -> None:
+    good = make_pngs(tmp_path, 1)
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"%PDF-1.7 not a picture")
+    with pytest.warns(UserWarning) as caught:
+        kept = await handlers.trim_references(CATALOG, NBP, [*good, str(fake)])
+    assert kept == good
+    [warning] = caught
+    assert str(warning.message).startswith("holiday.png is not an image")
+
+
+def test_model_change_sets_references_aside_and_gives_them_back(tmp_path: Path) -> None:
+    files = make_pngs(tmp_path, 6)
+    updates = handlers.on_model_change(CATALOG, GEMPIX2, "16:9", "2K", "png", "auto", files, [])
+    assert len(updates) == 12
     assert updates[2]["visible"] is False
-    assert updates[-3] == updates[-2] == files[:4]
-    assert updates[-1]["visible"] is False  # no settings left: the whole box hides
+    kept, preview, box, aside, note, size = updates[6:]
+    assert kept == preview["value"] == files[:4]
+    assert box["visible"] is False  # no settings left: the whole box hides
+    assert aside == files[4:]
+    assert note.startswith("2 references set aside: GemPix2 (Nano Banana) takes 4.")
+    assert size == ""  # GemPix2 takes no size setting
+    # Back on Nano Banana Pro, the set-aside references return, in their order.
+    back = handlers.on_model_change(CATALOG, NBP, "16:9", "2K", "png", "auto", kept, aside)
+    assert back[6] == files and back[9] == [] and back[10] == ""
+    assert back[11] == "Output: 2752 × 1536 px"
 
 
 # ---- layer 2: the validator --------------------------------------------------------------------
@@ -271,32 +288,37 @@ async def test_stop_names_the_task(studio: Studio) -> None:
 # ---- the page's wiring -------------------------------------------------------------------------
 
 
-async def test_page_wires_generate_with_validator_and_stop_cancels_it(studio: Studio) -> None:
+async def test_page_wires_generate_start_feed_and_the_public_endpoint(studio: Studio) -> None:
     page = build_page(studio, offline_services=["GemPix2"], browser_secret="s" * 32)
     demo = page.demo
     c = page.controls
     fns = {fn.api_name: fn for fn in demo.fns.values()}
+    deps = {dep["api_name"]: dep for dep in demo.config["dependencies"]}
 
-    run = fns["generate"]
-    assert run.concurrency_limit is None
-    assert run.validator is not None
-    assert [t[0] for t in run.targets] == [c.generate._id]
-    assert run.outputs[:2] == [page.gallery, page.status]
-    # The validator answers one entry per input and flags the prompt box when it is empty.
+    # The page's Generate only starts jobs: checked first, never limited, pressable again.
+    start = fns["start"]
+    assert start.concurrency_limit is None
+    assert deps["start"]["targets"] == [(c.generate._id, "click")]
+    assert deps["start"]["trigger_mode"] == "multiple"
+    assert start.outputs == [c.message]
     values: dict[int, Any] = {c.model._id: GEMPIX2, c.prompt._id: "  ", c.variants._id: 1}
-    results = run.validator(*[values.get(block._id) for block in run.inputs])
-    assert len(results) == len(run.inputs)
-    flagged = {run.inputs[i]._id for i, r in enumerate(results) if not r["is_valid"]}
+    results = start.validator(*[values.get(block._id) for block in start.inputs])
+    assert len(results) == len(start.inputs)
+    flagged = {start.inputs[i]._id for i, r in enumerate(results) if not r["is_valid"]}
     assert flagged == {c.prompt._id}
 
-    deps = {dep["id"]: dep for dep in demo.config["dependencies"]}
-    generate_dep = next(d for d in deps.values() if d["api_name"] == "generate")
-    assert generate_dep["types"]["generator"] is True
-    assert generate_dep["targets"] == [(c.generate._id, "click")]
-    cancelling = [d for d in deps.values() if generate_dep["id"] in d["cancels"]]
-    assert len(cancelling) == 1
-    assert cancelling[0]["targets"] == [(c.stop._id, "click")]
-    assert cancelling[0]["types"]["cancel"] is True
-    stop_dep = next(d for d in deps.values() if d["api_name"] == "stop")
-    assert stop_dep["targets"] == [(c.stop._id, "click")]
+    # The public /generate streams on its own hidden inputs, text boxes that take any value.
+    api = page.api
+    generate = fns["generate"]
+    assert deps["generate"]["types"]["generator"] is True
+    assert deps["generate"]["targets"] == [(api.trigger._id, "click")]
+    assert generate.outputs[:2] == [api.gallery, api.status]
+    assert [b._id for b in generate.inputs[:9]] == [f._id for f in api.fields]
+
+    # One feed per page: a never-ending stream after the browser id is known.
+    feed = fns["feed"]
+    assert deps["feed"]["types"]["generator"] is True
+    assert feed.concurrency_limit is None
+    assert feed.outputs == page.feed.outputs
+    assert deps["stop"]["targets"] == [(c.stop._id, "click")]
     assert fns["stop"].concurrency_limit is None
