@@ -14,8 +14,14 @@ and Bearer auth, plus the rendered results. With the two services of this studio
                                                  test count POSTs from another process)
 
 The routes are generated from the twins; `sim.submissions` keeps the latest 1,000 submit
-bodies (`sim.submission_count` counts all), `sim.requests` the latest (endpoint, service,
-token fingerprint) triples, so memory stays flat however long it runs.
+bodies (long strings such as data URIs shortened; `sim.submission_count` counts all),
+`sim.requests` the latest (endpoint, service, token fingerprint) triples, and `sim.tasks` the
+latest 10,000 tasks, each with its references shortened once read (`simulator.retention`), so
+memory stays flat however long it runs.
+
+References: `data:` URIs are decoded without any network; http(s) links go through the fetch
+function the simulator is given (`fetch_reference`; inside the app, the app's guarded fetcher,
+see `simulator.references`), else a plain client that follows no redirect.
 
 Use it in-process through httpx.ASGITransport (no lifespan events needed) or standalone with
 `python -m simulator --port 8900`.

@@ -21,7 +21,12 @@ from providers.capabilities import ModelSpec
 from simulator.callbacks import post_callback
 from simulator.config import SimulatorConfig
 from simulator.faults import Faults, parse_prompt
-from simulator.references import ReferenceFetchError, load_references
+from simulator.references import (
+    FetchReference,
+    ReferenceFetchError,
+    client_fetch,
+    load_references,
+)
 from simulator.render import (
     RenderCache,
     RenderRequest,
@@ -29,6 +34,7 @@ from simulator.render import (
     file_extension,
     render_image,
 )
+from simulator.retention import KEPT_TASKS, Retention, compact
 from simulator.routes import build_app
 from simulator.services import TWINS
 from simulator.tasks import EARLY_FAILURE_SECONDS, Outcome, Phase, TaskRecord
@@ -66,6 +72,8 @@ class Simulator:
         *,
         twins: Sequence[Twin] = TWINS,
         fetch_client: httpx.AsyncClient | None = None,
+        fetch_reference: FetchReference | None = None,
+        max_tasks: int = KEPT_TASKS,
         callback_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] | None = None,
@@ -83,9 +91,13 @@ class Simulator:
         self._wall_clock = wall_clock or time.time
         self._rng = random.Random(self.config.seed)
         self._fetch_client = fetch_client
+        # How http(s) references are fetched (see simulator.references): the app injects its
+        # guarded fetcher; otherwise a plain client that follows no redirect.
+        self._fetch_reference = fetch_reference
         self._callback_client = callback_client
         self._owned_clients: list[httpx.AsyncClient] = []
         self._files: dict[str, str] = {}
+        self._retention = Retention(self.tasks, self._files, max_tasks=max_tasks)
         self._cache = RenderCache()
         self._rendering: dict[str, asyncio.Task[bytes]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -98,7 +110,7 @@ class Simulator:
         return self.config.api_keys
 
     def note_submission(self, body: Any, token: str, service: str) -> None:
-        self.submissions.append(body)
+        self.submissions.append(compact(body))  # data URIs of megabytes are kept shortened
         self.submission_count += 1
         self.requests.append(("submit", service, token_fingerprint(token)))
 
@@ -146,6 +158,7 @@ class Simulator:
         )
         self.tasks[task.id] = task
         self._files[task.file_name] = task.id
+        self._retention.task_added()
         if task.references:
             self._spawn(self._load_references(task))
         else:
@@ -226,13 +239,13 @@ class Simulator:
         if not job.cancelled() and job.exception() is not None:
             logger.error("simulator background job failed", exc_info=job.exception())
 
-    def _fetcher(self) -> httpx.AsyncClient:
+    def _reference_fetch(self) -> FetchReference:
+        if self._fetch_reference is not None:
+            return self._fetch_reference
         if self._fetch_client is None:
-            self._fetch_client = httpx.AsyncClient(
-                timeout=_HTTP_TIMEOUT_SECONDS, follow_redirects=True
-            )
+            self._fetch_client = httpx.AsyncClient(timeout=_HTTP_TIMEOUT_SECONDS)
             self._owned_clients.append(self._fetch_client)
-        return self._fetch_client
+        return client_fetch(self._fetch_client)
 
     def _poster(self) -> httpx.AsyncClient:
         if self._callback_client is None:
@@ -242,11 +255,12 @@ class Simulator:
 
     async def _load_references(self, task: TaskRecord) -> None:
         try:
-            task.reference_images = await load_references(task.references, self._fetcher())
+            task.reference_images = await load_references(task.references, self._reference_fetch())
         except ReferenceFetchError as exc:
             task.refs_error_url = exc.url
             logger.info("task %s: reference unusable: %s", task.id, exc)
         finally:
+            self._retention.references_read(task)
             task.refs_done_at = self._clock()
             task.refs_done.set()
 

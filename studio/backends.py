@@ -4,6 +4,13 @@ With no key for a service (neither in the environment nor from the visitor), tha
 on the in-process simulator: the same client code, the same wire format, placeholder images.
 This is the one place the product reaches the simulator; with every service keyed in the
 environment it is never built.
+
+The simulator runs inside this process and draws the references it reads into the picture the
+visitor gets back, so it must not fetch a link the way a remote service would: it is given the
+app's own guarded fetcher (`studio.downloads.ResultFetcher`: https only, public addresses only,
+the connection pinned to the checked address, every redirect checked, 10 MB, a deadline), the
+same one results are fetched with. We chose that over refusing links outright so the preview
+keeps showing a pasted https reference; `data:` URIs are decoded without any network.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from providers.lanes import Lanes, pool_limits
 from providers.registry import ImageClient, build_client
 from providers.settings import ServiceConfig
 from simulator import Simulator, SimulatorConfig
+from simulator.references import MAX_REFERENCE_BYTES
+from studio.downloads import ResultFetcher
 
 SIMULATOR_ORIGIN = "http://simulator.invalid"
 SIMULATOR_KEY = "offline-preview"  # the simulator accepts any key; this one is no secret
@@ -46,6 +55,7 @@ class Backends:
         http: httpx.AsyncClient | None = None,
         simulator: Simulator | None = None,
         keys: KeyRing = KEYRING,
+        reference_fetcher: ResultFetcher | None = None,
     ) -> None:
         self.catalog = catalog
         self.configs = configs
@@ -64,8 +74,15 @@ class Backends:
         self.simulator_lanes = {s.id: Lanes() for s in catalog.services}
         self.simulator: Simulator | None = simulator
         self.simulator_http: httpx.AsyncClient | None = None
+        self._reference_fetcher: ResultFetcher | None = None
         if simulator is None and not all(c.has_key for c in configs.values()):
-            self.simulator = Simulator(SimulatorConfig(time_scale=simulator_time_scale))
+            self._reference_fetcher = reference_fetcher or ResultFetcher(
+                max_bytes=MAX_REFERENCE_BYTES
+            )
+            self.simulator = Simulator(
+                SimulatorConfig(time_scale=simulator_time_scale),
+                fetch_reference=self._fetch_reference,
+            )
         self.simulator_time_scale = (
             self.simulator.config.time_scale if self.simulator else simulator_time_scale
         )
@@ -73,6 +90,11 @@ class Backends:
             self.simulator_http = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=self.simulator.app), base_url=SIMULATOR_ORIGIN
             )
+
+    async def _fetch_reference(self, url: str) -> bytes:
+        """How the built-in simulator reads a reference link: through the guarded fetcher."""
+        assert self._reference_fetcher is not None  # made together with the simulator
+        return (await self._reference_fetcher.fetch(url)).data
 
     def has_key(self, service: str) -> bool:
         return self.configs[service].has_key
@@ -131,3 +153,5 @@ class Backends:
         await self.http.aclose()
         if self.simulator_http is not None:
             await self.simulator_http.aclose()
+        if self._reference_fetcher is not None:
+            await self._reference_fetcher.aclose()
