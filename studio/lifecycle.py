@@ -24,6 +24,10 @@ States and the rules between them
   task id; they are not resumed at start-up (someone decided to stop), but a user's "check
   again" may move them back to `queued`/`running`/`saving`. `download_failed` keeps each
   result's source URL and expiry, so a user's retry may move it back to `saving`.
+* An answer that says nothing final about an accepted task (the key refused, the account out of
+  credits, the task id unknown to the service right now) while it is watched ends the watching
+  as `stopped`, not `failed`: the task may still finish and bill, so "check again" (with a
+  working key) stays possible. Before a task was accepted the same answers mean nothing ran.
 * `done` and `failed` are final: no other state may follow (the same state again is a harmless
   repeat, so a late callback racing the watcher is not an error).
 * States that need a service task (`queued` and everything after it, except `failed`) are
@@ -36,7 +40,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from providers.errors import (
+    AuthenticationError,
     ImageServiceError,
+    InsufficientCreditsError,
     SubmissionOutcomeUnknown,
     TaskNotFoundError,
     WatchTimeoutError,
@@ -217,6 +223,9 @@ def ending_for(exc: Exception, *, resumed_offline: bool = False) -> Ending:
         return Ending(JobState.FAILED, UNEXPECTED_ERROR, INTERNAL_ERROR)
     if isinstance(exc, TaskNotFoundError) and resumed_offline:
         return Ending(JobState.FAILED, OFFLINE_TASK_GONE, "OfflinePreview")
+    if isinstance(exc, _NOT_FINAL_WHILE_WATCHING) and exc.task_id:
+        # A status read of an accepted task was refused: the task itself may still finish.
+        return Ending(JobState.STOPPED, _still_checkable(exc), type(exc).__name__)
     if isinstance(exc, SubmissionOutcomeUnknown):
         # The POST may have started (and billed) a task: never failed, so never resent.
         state = JobState.OUTCOME_UNKNOWN
@@ -226,6 +235,29 @@ def ending_for(exc: Exception, *, resumed_offline: bool = False) -> Ending:
         state = JobState.FAILED
     # The status line and history show the task id on their own.
     return Ending(state, exc.user_message(with_task=False), type(exc).__name__)
+
+
+# Refusals of a status read that say nothing about how the task ends (only errors raised while
+# reading a task's status carry its task id; a refused submit carries none).
+_NOT_FINAL_WHILE_WATCHING = (AuthenticationError, InsufficientCreditsError, TaskNotFoundError)
+_CHECK_AGAIN = (
+    "the task may still finish and be billed, so it is kept: press 'Check again' in history"
+)
+
+
+def _still_checkable(exc: ImageServiceError) -> str:
+    service = exc.provider or "image"
+    if isinstance(exc, AuthenticationError):
+        return (
+            f"The {service} service refused the API key while this task was watched; "
+            f"{_CHECK_AGAIN} with a working key."
+        )
+    if isinstance(exc, InsufficientCreditsError):
+        return (
+            f"The {service} service said the account is out of credits while this task was "
+            f"watched; {_CHECK_AGAIN} after topping up."
+        )
+    return f"The {service} service did not know this task when asked; {_CHECK_AGAIN} later."
 
 
 def stopped_ending(state: JobState) -> Ending:

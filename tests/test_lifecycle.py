@@ -224,7 +224,10 @@ def test_other_service_errors_fail_the_job_with_their_own_sentence(
 
 def test_a_task_the_service_forgot() -> None:
     exc = TaskNotFoundError("task not found", task_id="ta-9")
-    assert ending_for(exc) == Ending(
+    # While watching, "not found" says nothing final: the job stays checkable again (see
+    # tests/test_recoverable_ends.py); without a task id nothing was accepted at all.
+    assert ending_for(exc).state is S.STOPPED
+    assert ending_for(TaskNotFoundError("task not found")) == Ending(
         S.FAILED, "The service does not know this task.", "TaskNotFoundError"
     )
     # The simulator starts empty on each run: a resumed offline job cannot be found again.
