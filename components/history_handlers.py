@@ -24,14 +24,15 @@ from components.history import ALL
 from providers.capabilities import ImageSettings
 from providers.catalog import Catalog
 from providers.errors import ImageServiceError
-from studio.ledger import JobRow
+from studio.ledger import JobRow, LedgerError
 from studio.metadata import read_parameters
 from studio.reference_store import split_references
 
 FORM_VALUES = 11  # what form_values gives: the outputs of Recall and of restoring from an image
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 NOBODY = "\x00nobody"  # an owner no job can have: what a shared deployment shows to no id
-PAGE_SIZE = 60
+PAGE_SIZE = 60  # rows per "Show more"
+MAX_ROWS = 1000  # the most the table shows at once; search or filter to find older ones
 
 
 def owner_for(studio: Studio, client_id: str | None) -> str | None:
@@ -79,8 +80,11 @@ async def load_history(
     search: str | None,
     model: str | None,
     state: str | None,
+    starred: bool = False,
+    limit: int = PAGE_SIZE,
 ) -> tuple[list[tuple[str, str]], list[list[Any]], list[str], list[str]]:
-    """Thumbnails, table rows, and the job ids behind each (for selection)."""
+    """Thumbnails, table rows, and the job ids behind each (for selection): the newest
+    `limit` generations that match."""
     owner = owner_for(studio, client_id)
     rows = await asyncio.to_thread(
         studio.runner.ledger.history,
@@ -88,7 +92,8 @@ async def load_history(
         search=(search or "").strip(),
         model=None if model in (None, "", ALL) else model,
         state=None if state in (None, "", ALL) else state,
-        limit=PAGE_SIZE,
+        starred=bool(starred),
+        limit=max(1, min(int(limit or PAGE_SIZE), MAX_ROWS)),
     )
     # Building the listing checks each file on disk: done off the event loop.
     return await asyncio.to_thread(_listing, studio.catalog, rows)
@@ -106,7 +111,7 @@ def _listing(
         table.append(
             [
                 _when(row.created_at),
-                row.prompt,
+                ("★ " if row.starred else "") + row.prompt,
                 _label(catalog, row.model),
                 _settings(row),
                 row.state.value.replace("_", " "),
@@ -147,7 +152,79 @@ async def describe(studio: Studio, client_id: str | None, job_id: str | None) ->
         if result.error:
             expiry = f", link valid until {_when(result.expires_at)}" if result.expires_at else ""
             lines.append(f"Image {result.idx} not downloaded: {result.error}{expiry}")
+    if row.starred:
+        lines.append("★ Starred")
+    lines.extend(await _chain_lines(studio, client_id, row))
     return "\n\n".join(lines)
+
+
+def _short(prompt: str, limit: int = 48) -> str:
+    return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
+
+
+async def _chain_lines(studio: Studio, client_id: str | None, row: JobRow) -> list[str]:
+    """The generation's place in its edit chain: what it was made from, what was made of it."""
+    owner = owner_for(studio, client_id)
+    ledger = studio.runner.ledger
+    above = await asyncio.to_thread(ledger.ancestors, row.job_id, owner=owner)
+    below = await asyncio.to_thread(ledger.children, row.job_id, owner=owner)
+    if not above and not below:
+        return []
+    steps = [*(f"“{_short(r.prompt)}”" for r in reversed(above)), f"**“{_short(row.prompt)}”**"]
+    lines = ["Edit chain: " + " → ".join(steps)]
+    if below:
+        edits = ", ".join(f"“{_short(r.prompt)}”" for r in below)
+        lines.append(f"Edits made from this: {edits}")
+    return lines
+
+
+async def toggle_star(studio: Studio, client_id: str | None, job_id: str | None) -> str:
+    row = await selected_row(studio, client_id, job_id)
+    await asyncio.to_thread(
+        studio.runner.ledger.set_starred, row.job_id, not row.starred, owner=row.owner
+    )
+    return await describe(studio, client_id, row.job_id)
+
+
+async def neighbour(
+    studio: Studio, client_id: str | None, job_id: str | None, *, up: bool
+) -> tuple[str, str]:
+    """(job id, details) of the generation above (its parent) or below (its first edit)."""
+    row = await selected_row(studio, client_id, job_id)
+    owner = owner_for(studio, client_id)
+    ledger = studio.runner.ledger
+    if up:
+        found = row.parent if row.parent and ledger.job(row.parent, owner=owner) else None
+        missing = "This generation was not made from an earlier result."
+    else:
+        children = await asyncio.to_thread(ledger.children, row.job_id, owner=owner)
+        found = children[0].job_id if children else None
+        missing = "Nothing has been made from this generation yet."
+    if found is None:
+        raise user_error(missing)
+    return found, await describe(studio, client_id, found)
+
+
+async def delete_generation(studio: Studio, client_id: str | None, job_id: str | None) -> str:
+    """Delete the selected generation: its ledger row, its saved images, and the kept
+    references no other generation uses."""
+    row = await selected_row(studio, client_id, job_id)
+    ledger = studio.runner.ledger
+    try:
+        deleted = await asyncio.to_thread(ledger.delete_job, row.job_id, owner=row.owner)
+    except LedgerError as exc:
+        raise user_error(str(exc).capitalize() + ".") from None
+
+    def remove_files() -> None:
+        for result in deleted.results:
+            if result.path:
+                Path(result.path).unlink(missing_ok=True)
+        hashes = [h for h in deleted.reference_hashes if not h.startswith("url:")]
+        used = ledger.references_in_use(hashes)
+        studio.reference_store.forget([h for h in hashes if h not in used])
+
+    await asyncio.to_thread(remove_files)
+    return f"Deleted “{_short(deleted.prompt)}” and its images."
 
 
 def form_values(

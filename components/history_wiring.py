@@ -25,12 +25,16 @@ def wire_history(page: Page, studio: Studio, identified: Any) -> None:
     def visitor_keys(values: Sequence[str | None]) -> dict[str, str]:
         return catalog.keys_from(dict(zip(catalog.key_fields, values, strict=True)))
 
-    async def load(client_id: str, search: str, model: str, state: str) -> tuple[Any, ...]:
-        return await history.load_history(studio, client_id, search, model, state)
+    async def load(
+        client_id: str, search: str, model: str, state: str, starred: bool, size: int
+    ) -> tuple[Any, ...]:
+        return await history.load_history(
+            studio, client_id, search, model, state, starred=starred, limit=size
+        )
 
     listing = dict(
         fn=load,
-        inputs=[page.client_id, h.search, h.model, h.state],
+        inputs=[page.client_id, h.search, h.model, h.state, h.starred, h.page_size],
         outputs=[h.thumbnails, h.table, page.shown_ids, page.thumb_ids],
         concurrency_limit=None,
         **PRIVATE,
@@ -39,7 +43,14 @@ def wire_history(page: Page, studio: Studio, identified: Any) -> None:
     h.search.submit(api_name="history_search", **listing)
     h.model.change(api_name="history_model", **listing)
     h.state.change(api_name="history_state", **listing)
+    h.starred.change(api_name="history_starred", **listing)
     page.tabs.select(api_name="history_tab", **listing)
+    h.more.click(
+        lambda size: min(int(size) + history.PAGE_SIZE, history.MAX_ROWS),
+        inputs=[h.page_size],
+        outputs=[h.page_size],
+        **PRIVATE,
+    ).then(api_name="history_more", **listing)
 
     async def pick(client_id: str, ids: list[str], event: gr.SelectData) -> tuple[Any, str]:
         index = event.index[0] if isinstance(event.index, list | tuple) else event.index
@@ -119,6 +130,45 @@ def wire_history(page: Page, studio: Studio, identified: Any) -> None:
         api_name="check_again",
         **PRIVATE,
     )
+
+    async def star(client_id: str, job_id: str | None) -> str:
+        return await history.toggle_star(studio, client_id, job_id)
+
+    h.star.click(star, inputs=[page.client_id, page.selected], outputs=[h.details], **PRIVATE).then(
+        api_name="history_after_star", **listing
+    )
+
+    async def up(client_id: str, job_id: str | None) -> tuple[str, str]:
+        return await history.neighbour(studio, client_id, job_id, up=True)
+
+    async def down(client_id: str, job_id: str | None) -> tuple[str, str]:
+        return await history.neighbour(studio, client_id, job_id, up=False)
+
+    for button, step in ((h.parent, up), (h.child, down)):
+        button.click(
+            step,
+            inputs=[page.client_id, page.selected],
+            outputs=[page.selected, h.details],
+            **PRIVATE,
+        )
+
+    async def ask(client_id: str, job_id: str | None) -> Any:
+        await history.selected_row(studio, client_id, job_id)  # a sentence if none is selected
+        return gr.update(visible=True)
+
+    h.delete.click(ask, inputs=[page.client_id, page.selected], outputs=[h.confirm_box], **PRIVATE)
+    h.cancel_delete.click(lambda: gr.update(visible=False), outputs=[h.confirm_box], **PRIVATE)
+
+    async def delete(client_id: str, job_id: str | None) -> tuple[str, Any, None]:
+        said = await history.delete_generation(studio, client_id, job_id)
+        return said, gr.update(visible=False), None
+
+    h.confirm_delete.click(
+        delete,
+        inputs=[page.client_id, page.selected],
+        outputs=[h.details, h.confirm_box, page.selected],
+        **PRIVATE,
+    ).then(api_name="history_after_delete", **listing)
 
     async def zip_shown(client_id: str, ids: list[str]) -> Any:
         return await history.zip_shown(studio, client_id, ids)

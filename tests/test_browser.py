@@ -553,3 +553,73 @@ def test_references_beyond_a_smaller_cap_are_set_aside_and_come_back(
     choose_model(page, "Nano Banana Pro")
     expect(preview).to_have_count(6)
     expect(page.get_by_text(re.compile(r"set aside"))).to_have_count(0)
+
+
+# ---- History: edit chains, stars, deletion ----------------------------------------------------
+
+
+def edit_with(page, slot, instruction: str):
+    from playwright.sync_api import expect
+
+    slot.get_by_role("button", name="Edit this").click()
+    expect(prompt_box(page)).to_be_focused()
+    page.keyboard.type(instruction)
+    generate_button(page).click()
+    edit = card(page, instruction)
+    wait_done(edit)
+    return edit
+
+
+def test_an_edit_chain_of_three_steps_shows_in_history_and_can_be_walked(page) -> None:
+    from playwright.sync_api import expect
+
+    first = generate(page, "step one: a paper crane")
+    wait_done(first)
+    second = edit_with(page, first, "step two: the crane in gold")
+    edit_with(page, second, "step three: the gold crane on a red table")
+
+    open_history_and_select(page, "step two: the crane in gold")
+    details = page.locator("#history-details")
+    expect(details).to_contain_text(
+        "Edit chain: “step one: a paper crane” → “step two: the crane in gold”"
+    )
+    expect(details).to_contain_text("Edits made from this: “step three: the gold crane on a")
+    page.get_by_role("button", name="Open parent").click()
+    expect(details.get_by_role("blockquote")).to_have_text("step one: a paper crane")
+    page.get_by_role("button", name="Open next edit").click()
+    page.get_by_role("button", name="Open next edit").click()
+    expect(details.get_by_role("blockquote")).to_have_text(
+        "step three: the gold crane on a red table"
+    )
+    expect(details).to_contain_text(
+        "Edit chain: “step one: a paper crane” → “step two: the crane in gold” → “step three"
+    )
+    expect(details.get_by_role("strong").last).to_contain_text("step three")  # this one
+
+
+def test_star_filter_and_delete_in_history(page) -> None:
+    from playwright.sync_api import expect
+
+    wait_done(generate(page, "a keeper to star"))
+    wait_done(generate(page, "a throwaway to delete"))
+
+    open_history_and_select(page, "a keeper to star")
+    page.get_by_role("button", name="Star", exact=True).click()
+    expect(page.locator("#history-details")).to_contain_text("★ Starred")
+    page.get_by_label("Starred only").check()
+    expect(page.get_by_role("gridcell", name="★ a keeper to star")).to_be_visible()
+    expect(page.get_by_role("gridcell", name="a throwaway to delete")).to_have_count(0)
+    page.get_by_label("Starred only").uncheck()
+
+    row = page.get_by_role("gridcell", name="a throwaway to delete", exact=True)
+    row.click()
+    expect(page.locator("#history-details")).to_contain_text("a throwaway to delete")
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Cancel").click()  # a second thought: nothing happens
+    expect(row).to_be_visible()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_text("Delete this generation and its images for good?")).to_be_visible()
+    page.get_by_role("button", name="Yes, delete").click()
+    expect(page.locator("#history-details")).to_contain_text("Deleted “a throwaway to delete”")
+    expect(row).to_have_count(0)
+    expect(page.get_by_role("gridcell", name="★ a keeper to star")).to_be_visible()

@@ -132,6 +132,7 @@ class LedgerConnection:
         search: str = "",
         model: str | None = None,
         state: str | None = None,
+        starred: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> list[JobRow]:
@@ -146,6 +147,7 @@ class LedgerConnection:
             search=search,
             model=model,
             state=state,
+            starred=starred,
             limit=limit,
             offset=offset,
             full_text_search=self.full_text_search,

@@ -68,6 +68,8 @@ class JobRow:
     submitted_at: float | None
     finished_at: float | None
     results: tuple[ResultRow, ...] = ()
+    starred: bool = False
+    parent: str | None = None  # the job whose result this one edits (an edit chain's link)
 
     @property
     def is_terminal(self) -> bool:
@@ -117,6 +119,8 @@ def job_from_row(row: sqlite3.Row, results: tuple[ResultRow, ...] = ()) -> JobRo
         submitted_at=row["submitted_at"],
         finished_at=row["finished_at"],
         results=results,
+        starred=bool(row["starred"]),
+        parent=row["parent"],
     )
 
 

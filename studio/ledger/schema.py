@@ -30,7 +30,7 @@ from studio.ledger.search import FOLD_FUNCTION, fold
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA_V1 = (
@@ -122,8 +122,22 @@ _SCHEMA_V2 = (
     *(_history_index(columns) for columns in HISTORY_FILTERS),
 )
 
+# Version 3: what a visitor keeps (a star) and where an image came from (its parent: the job
+# whose result it edits, until now only inside params), as columns with the indexes their
+# reads need: the starred filter reads a partial index in time order, and an edit chain's
+# children are one index lookup.
+_SCHEMA_V3 = (
+    "ALTER TABLE jobs ADD COLUMN starred INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN parent TEXT",
+    "UPDATE jobs SET parent = json_extract(params, '$.parent') "
+    "WHERE json_extract(params, '$.parent') IS NOT NULL",
+    "CREATE INDEX jobs_parent ON jobs(parent) WHERE parent IS NOT NULL",
+    "CREATE INDEX jobs_starred_owner_seq ON jobs(owner, seq) WHERE starred = 1",
+    "CREATE INDEX jobs_starred_seq ON jobs(seq) WHERE starred = 1",
+)
+
 # Index N-1 migrates user_version N-1 to N. Each runs in its own transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 # The search index: one row per job, rowid = jobs.seq. The first trigger's name marks the

@@ -39,6 +39,7 @@ def history_query(
     search: str = "",
     model: str | None = None,
     state: str | None = None,
+    starred: bool = False,
     limit: int = 50,
     offset: int = 0,
     full_text_search: bool = False,
@@ -61,6 +62,8 @@ def history_query(
     if state:
         where.append("j.state = ?")
         args.append(str(JobState(state)))
+    if starred:
+        where.append("j.starred = 1")
     words = search.split()
     indexed = [w for w in words if len(w) >= TRIGRAM_MIN] if full_text_search else []
     for word in words:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from studio.ledger.connection import Clock, LedgerConnection
+from studio.ledger.connection import Clock
+from studio.ledger.curation import Curation
 from studio.ledger.errors import InvalidTransitionError, LedgerError
 from studio.ledger.rows import JobRow, NewJob, RunTime, stored_source
 from studio.lifecycle import (
@@ -33,7 +34,7 @@ from studio.lifecycle import (
 _WATCHED = frozenset({JobState.QUEUED, JobState.RUNNING})
 
 
-class Ledger(LedgerConnection):
+class Ledger(Curation):
     """The job ledger in one SQLite file. Thread-safe; every method is short and synchronous."""
 
     def __init__(
@@ -148,8 +149,8 @@ class Ledger(LedgerConnection):
             try:
                 conn.execute(
                     "INSERT INTO jobs(job_id, owner, service, model, prompt, params, "
-                    "reference_hashes, callback_token, state, created_at, updated_at, seq) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "reference_hashes, callback_token, state, created_at, updated_at, parent, "
+                    "seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                     # The next number in time order (read from the end of jobs_seq; the
                     # write lock is held, so no other writer can take it meanwhile).
                     "(SELECT coalesce(max(seq), 0) + 1 FROM jobs))",
@@ -165,6 +166,7 @@ class Ledger(LedgerConnection):
                         str(JobState.RECORDED),
                         now,
                         now,
+                        str(job.params["parent"]) if job.params.get("parent") else None,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
