@@ -127,7 +127,7 @@ def take(browser, url: str, shot: Shot, out_dir: Path) -> Path:
         # A desktop shows the page from its top (form and feed side by side); a phone shows
         # the finished card (the feed is below the form there).
         if shot.mobile:
-            page.locator("#feed").evaluate("el => el.scrollIntoView({block: 'start'})")
+            card.evaluate("el => el.scrollIntoView({block: 'start'})")
         else:
             page.evaluate("window.scrollTo(0, 0)")
         page.mouse.move(0, 0)  # no hover highlight in the picture
