@@ -163,11 +163,13 @@ class ServiceTransport:
 
         Raises TimeoutError past the deadline, AnswerTooLarge past the cap, and httpx's errors.
         The response returned holds the decoded body (its wire headers dropped). The request
-        first waits for its lane, outside the deadline: nothing is sent while it waits."""
+        first waits for its lane, outside the deadline: nothing is sent while it waits, and
+        goes out on the lane's own connections when it has some."""
+        lane = self.lanes.for_method(method)
         async with (
-            self.lanes.for_method(method),
+            lane,
             asyncio.timeout(self.deadline),
-            self._client.stream(
+            (lane.http or self._client).stream(
                 method, self.base_url + path, headers=self._headers, **options
             ) as response,
         ):

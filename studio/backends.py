@@ -22,7 +22,7 @@ import httpx
 from providers.catalog import Catalog
 from providers.errors import InvalidRequestError
 from providers.keys import KEYRING, KeyRing, key_problem
-from providers.lanes import Lanes, pool_limits
+from providers.lanes import DEFAULT_LIMITS, Lanes, pool_limits
 from providers.registry import ImageClient, build_client
 from providers.settings import ServiceConfig
 from simulator import Simulator, SimulatorConfig
@@ -64,13 +64,16 @@ class Backends:
         for config in configs.values():
             if config.api_key:
                 keys.hold_while(self, config.api_key)
-        # The pool has room for every lane of every service at once (providers.lanes).
+        # Results fetched from the services' own origins go through `http`, at most the
+        # fetcher's downloads lane at once; submits and status reads through their lanes.
+        timeout = httpx.Timeout(30.0, connect=10.0)
         self.http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0), limits=pool_limits(len(catalog.services))
+            timeout=timeout, limits=pool_limits(DEFAULT_LIMITS.downloads)
         )
-        # One gate per service, shared by its clients whoever's key they carry; the simulator
+        # One gate per service, shared by its clients whoever's key they carry, each lane with
+        # connections of its own (an injected client carries everything instead); the simulator
         # (in-process, no pool) has gates of its own so a preview never slows a real service.
-        self.lanes = {s.id: Lanes() for s in catalog.services}
+        self.lanes = {s.id: Lanes(pools=None if http else timeout) for s in catalog.services}
         self.simulator_lanes = {s.id: Lanes() for s in catalog.services}
         self.simulator: Simulator | None = simulator
         self.simulator_http: httpx.AsyncClient | None = None
@@ -151,6 +154,8 @@ class Backends:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        for lanes in self.lanes.values():
+            await lanes.aclose()
         if self.simulator_http is not None:
             await self.simulator_http.aclose()
         if self._reference_fetcher is not None:

@@ -71,12 +71,37 @@ def test_limits_must_leave_room() -> None:
         Lane("none", 0)
 
 
-def test_the_pool_has_room_for_every_lane_at_once() -> None:
-    limits = LaneLimits(submits=8, status=32, downloads=16)
-    pool = pool_limits(2, limits)
-    assert pool.max_connections is not None
-    assert pool.max_connections > 2 * (8 + 32) + 16
+def test_a_lanes_pool_has_room_for_the_whole_lane() -> None:
+    pool = pool_limits(32)
+    assert pool.max_connections is not None and pool.max_connections > 32
     assert pool.max_keepalive_connections == pool.max_connections
+
+
+async def test_lanes_with_pools_send_on_their_own_connections() -> None:
+    seen: list[str] = []
+
+    def lane_pool(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        return httpx.Response(200, json={"ok": True})
+
+    def caller_client(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("a lane with a pool of its own must not use the caller's client")
+
+    lanes = Lanes(LaneLimits(submits=1, status=2), pools=httpx.Timeout(5.0))
+    assert lanes.submits.http is not None and lanes.status.http is not None
+    for lane in (lanes.submits, lanes.status):
+        await lane.http.aclose()  # type: ignore[union-attr]
+        lane.http = httpx.AsyncClient(transport=httpx.MockTransport(lane_pool))
+    http = httpx.AsyncClient(transport=httpx.MockTransport(caller_client))
+    transport = ServiceTransport(
+        http, base_url="https://svc.test", api_key="lane-test-key-0123", provider="T", lanes=lanes
+    )
+    assert await transport.post_once("/submit", {}, body) == {"ok": True}
+    assert await transport.get_with_retry("/status", {}, body) == {"ok": True}
+    assert seen == ["POST", "GET"]
+    await lanes.aclose()
+    await http.aclose()
+    assert Lanes().submits.http is None  # without pools: the caller's client
 
 
 class HeldService:
