@@ -338,6 +338,8 @@ async def generate(
         keys=keys,
         owner=owner,
     )
+    # The ids first, so a caller whose stream drops can still find its jobs.
+    notes = [f"Job ids: {', '.join(job_ids)}.", *notes]
     try:
         async for progresses in studio.runner.follow(job_ids):
             yield gallery_items(progresses), status_text(progresses, notes), job_ids

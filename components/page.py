@@ -34,6 +34,7 @@ class ApiInputs:
     trigger: gr.Button
     fields: tuple[gr.components.Component, ...]  # in FORM_FIELDS order
     keys: tuple[gr.Textbox, ...]  # in catalog.key_fields order
+    client_id: gr.Textbox  # a text box, not the page's browser storage: a typed parameter
     gallery: gr.Gallery
     status: gr.Textbox
 
@@ -109,9 +110,10 @@ def _build_api(catalog: Catalog) -> ApiInputs:
             else:
                 fields.append(gr.Textbox(label=name))
         keys = tuple(gr.Textbox(label=field, type="password") for field in catalog.key_fields)
+        client_id = gr.Textbox(label="client_id")
         gallery = gr.Gallery(label="Results", format="png")
         status = gr.Textbox(label="Status")
-    return ApiInputs(trigger, tuple(fields), keys, gallery, status)
+    return ApiInputs(trigger, tuple(fields), keys, client_id, gallery, status)
 
 
 def build_page(
@@ -122,6 +124,7 @@ def build_page(
     concurrency_limit: int | None = None,
 ) -> Page:
     from components.history_wiring import wire_history
+    from components.mcp_tools import register_tools
     from components.wiring import wire
 
     catalog = studio.catalog
@@ -161,4 +164,5 @@ def build_page(
         )
         identified = wire(page, studio, concurrency_limit, offline_services)
         wire_history(page, studio, identified)
+        register_tools(studio)
     return page

@@ -208,27 +208,64 @@ def _wire_api(page: Page, studio: Studio, concurrency_limit: int | None) -> None
     form_size = len(FORM_FIELDS)
     api = page.api
 
-    async def generate(*values: Any) -> AsyncIterator[tuple[Any, str, list[str]]]:
+    async def generate(*values: Any) -> AsyncIterator[tuple[Any, str]]:
         bound = generate_signature(catalog).bind(*values)
         bound.apply_defaults()
         args = list(bound.arguments.values())
         form, keys, client_id = args[:form_size], args[form_size:-1], args[-1]
-        async for update in handlers.generate(
+        async for gallery, status, _ in handlers.generate(
             studio,
             *form,
             keys=catalog.keys_from(dict(zip(catalog.key_fields, keys, strict=True))),
             owner=history.owner_for_new_job(studio, client_id),
         ):
-            yield update
+            yield gallery, status
 
     generate.__signature__ = generate_signature(catalog)  # type: ignore[attr-defined]
+    generate.__doc__ = generate_doc(catalog)
     api.trigger.click(
         generate,
-        inputs=[*api.fields, *api.keys, page.client_id],
-        outputs=[api.gallery, api.status, page.job_ids],
+        inputs=[*api.fields, *api.keys, api.client_id],
+        outputs=[api.gallery, api.status],
         api_name="generate",
         concurrency_limit=concurrency_limit,
     )
+
+
+def generate_doc(catalog: Any) -> str:
+    """The `/generate` description, for the API page and the MCP tool (its `Args:` section
+    documents each parameter), from the catalog."""
+    models = "; ".join(
+        f"{m.id} ({m.label}, up to {m.max_references} references)" for m in catalog.models.values()
+    )
+    ratios = ", ".join(dict.fromkeys(r for m in catalog.models.values() for r in m.aspect_ratios))
+    keys = "\n".join(
+        f"        {s.key_field}: your own {s.vendor} key for {s.label} (optional; the studio's "
+        "key or the offline preview otherwise)."
+        for s in catalog.services
+    )
+    return f"""Generate images from a prompt, optionally with reference images, and wait for them.
+
+    The status names the job ids first (after the offline-preview notice, if any), so a
+    caller can find its jobs later with get_generation. Images are saved by the studio.
+
+    Args:
+        model: one of {models}.
+        prompt: what to make, in words (at most a few thousand characters).
+        reference_images: image files to use as references.
+        reference_urls: http:// or https:// links to reference images, one per line.
+        aspect_ratio: for models that take one: {ratios}.
+        resolution: for models that take one: 1K, 2K or 4K.
+        output_format: for models that take one: png or jpeg.
+        routing: for models that take one: auto, value or official.
+        variants: how many images to make in parallel, 1 to 4.
+{keys}
+        client_id: an id of yours (32+ letters, digits, - or _) that keeps your generations
+            together on a shared deployment; list_generations and get_generation take it too.
+
+    Returns:
+        The saved images, and the status of each task in plain words.
+    """
 
 
 def _wire_feed(page: Page, studio: Studio, identified: Any) -> None:

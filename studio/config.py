@@ -28,6 +28,8 @@ class AppConfig:
     # Generations running at once across all visitors; None = no limit (the work is remote and
     # I/O-bound). Gradio's own default would be 1, making each visitor wait for the others.
     concurrency_limit: int | None = None
+    # The public endpoints (/generate and the history tools) as an MCP server for agents.
+    mcp_server: bool = True
 
     @property
     def outputs_dir(self) -> Path:
@@ -94,4 +96,5 @@ def load_config(environ: Mapping[str, str] | None = None, catalog: Catalog = CAT
         simulator_time_scale=float(env.get("SIMULATOR_TIME_SCALE") or 0.25),
         watch_deadline=float(env.get("WATCH_DEADLINE") or 600),
         concurrency_limit=int(env["CONCURRENCY_LIMIT"]) if env.get("CONCURRENCY_LIMIT") else None,
+        mcp_server=env.get("MCP_SERVER", "1").lower() not in ("0", "false", "no", "off"),
     )
