@@ -148,6 +148,8 @@ def launch(app: App, **overrides: object) -> None:
         "js": PAGE_JS,
         "footer_links": ["api"],
         "ssr_mode": False,
+        # The public endpoints as MCP tools, at /gradio_api/mcp/ (MCP_SERVER=0 turns it off).
+        "mcp_server": app.config.mcp_server,
     }
     options.update(overrides)
     app.page.demo.launch(**options)  # type: ignore[arg-type]
