@@ -14,7 +14,7 @@ from pathlib import Path
 
 from providers.capabilities import ImageSettings, ModelSpec
 from studio.lifecycle import JobState
-from studio.progress import Progress
+from studio.progress import Progress, seconds_words
 
 STATE_WORDS = {
     JobState.RECORDED: "Waiting to send",
@@ -91,37 +91,18 @@ def fraction_done(task: Progress, now: float) -> float | None:
     return min((now - task.submitted_at) / expected, 0.95)  # never "full" before it is done
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(seconds, 0.0)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-
-
-def _time_left(task: Progress, now: float) -> str:
-    if task.submitted_at is None or task.state not in (JobState.QUEUED, JobState.RUNNING):
-        return ""
-    elapsed = now - task.submitted_at
-    low, high = task.expected_seconds
-    if elapsed < low:
-        return f"about {_duration(low - elapsed)}–{_duration(high - elapsed)} left"
-    if elapsed < high:
-        return f"up to {_duration(high - elapsed)} left"
-    return "taking longer than usual"
-
-
 def state_line(task: Progress, now: float) -> str:
     """The task's state in plain words, with its time and credits."""
     words = STATE_WORDS.get(task.state, task.state.value)
     started = task.submitted_at or task.created_at
     if task.state is JobState.DONE:
         count = len(task.files)
-        words += f" in {_duration((task.finished_at or now) - started)}"
+        words += f" in {seconds_words((task.finished_at or now) - started)}"
         words += f" · {count} image{'s' if count != 1 else ''}"
     elif task.is_active:
-        left = _time_left(task, now)
+        left = task.time_left(now)
         if task.submitted_at is not None:
-            words += f" · {_duration(now - started)}"
+            words += f" · {seconds_words(now - started)}"
         if left:
             words += f" · {left}"
     if task.credits is not None:

@@ -309,35 +309,14 @@ async def start_generation(
 
 async def generate(
     studio: Studio,
-    model: str,
-    prompt: str,
-    reference_images: Sequence[Any] | None = None,
-    reference_urls: str | None = None,
-    aspect_ratio: str | None = None,
-    resolution: str | None = None,
-    output_format: str | None = None,
-    routing: str | None = None,
-    variants: float | None = 1,
-    *,
+    *form: Any,
     keys: Mapping[str, str] | None = None,
     owner: str = "",
 ) -> AsyncIterator[tuple[GalleryItems, str, list[str]]]:
     """The public `/generate`: start, then stream (gallery, status, job ids) until all end.
     The first update carries the job ids, so a caller whose stream drops can find its jobs."""
-    job_ids, notes = await start_generation(
-        studio,
-        model,
-        prompt,
-        reference_images,
-        reference_urls,
-        aspect_ratio,
-        resolution,
-        output_format,
-        routing,
-        variants,
-        keys=keys,
-        owner=owner,
-    )
+    # `form`: start_generation's model, prompt, references, settings and variants, in order.
+    job_ids, notes = await start_generation(studio, *form, keys=keys, owner=owner)
     # The ids first, so a caller whose stream drops can still find its jobs.
     notes = [f"Job ids: {', '.join(job_ids)}.", *notes]
     try:

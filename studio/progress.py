@@ -40,7 +40,7 @@ class Progress:
         head = f"#{self.variant} {self.model_label}"
         task = f" · task {self.task_id}" if self.task_id else ""
         if self.state is JobState.DONE:
-            took = _seconds((self.finished_at or now) - (self.submitted_at or self.created_at))
+            took = seconds_words((self.finished_at or now) - (self.submitted_at or self.created_at))
             count = len(self.files)
             return (
                 f"{head}: done in {took}, {count} image{'s' if count != 1 else ''} saved"
@@ -51,27 +51,34 @@ class Progress:
         parts = [f"{head}: {self.provider_state or self.state.value}"]
         if self.submitted_at is not None:
             queued_until = self.running_since or now
-            parts.append(f"queued {_seconds(queued_until - self.submitted_at)}")
+            parts.append(f"queued {seconds_words(queued_until - self.submitted_at)}")
         if self.running_since is not None:
-            parts.append(f"running {_seconds(now - self.running_since)}")
-        if self.state in (JobState.QUEUED, JobState.RUNNING) and self.submitted_at is not None:
-            parts.append(self._time_left(now - self.submitted_at))
+            parts.append(f"running {seconds_words(now - self.running_since)}")
+        left = self.time_left(now)
+        if left:
+            parts.append(left)
         line = ", ".join(parts) + self._credits() + task
         return f"{line} — {self.message}" if self.message else line
 
-    def _time_left(self, elapsed: float) -> str:
+    def time_left(self, now: float) -> str:
+        """How long the task should still take, against the model's expected window; empty
+        when it is not being watched."""
+        if self.state not in (JobState.QUEUED, JobState.RUNNING) or self.submitted_at is None:
+            return ""
+        elapsed = now - self.submitted_at
         low, high = self.expected_seconds
         if elapsed < low:
-            return f"about {_seconds(low - elapsed)}–{_seconds(high - elapsed)} left"
+            return f"about {seconds_words(low - elapsed)}–{seconds_words(high - elapsed)} left"
         if elapsed < high:
-            return f"up to {_seconds(high - elapsed)} left"
+            return f"up to {seconds_words(high - elapsed)} left"
         return "taking longer than usual"
 
     def _credits(self) -> str:
         return f", {self.credits:g} credits" if self.credits is not None else ""
 
 
-def _seconds(value: float) -> str:
+def seconds_words(value: float) -> str:
+    """A duration as people say it: "8 s", "2 min 05 s"."""
     value = max(value, 0.0)
     if value < 60:
         return f"{value:.0f} s"

@@ -229,7 +229,7 @@ async def test_generate_end_to_end_streams_local_files(
     studio: Studio, sim: Simulator, tmp_path: Path
 ) -> None:
     refs = make_pngs(tmp_path / "refs-in", 1)
-    updates = await run_generate(studio, GEMPIX2, "a fox [sim:data_uri]", refs, "", variants=1)
+    updates = await run_generate(studio, GEMPIX2, "a fox [sim:data_uri]", refs, "")
 
     assert len(updates) >= 3
     gallery, status, job_ids = updates[-1]
