@@ -37,6 +37,12 @@ from studio.reference_store import ReferenceStore
 
 log = logging.getLogger("image_studio")
 
+# Gradio's upload cache holds visitors' originals (GPS metadata and all) and copies of what the
+# page shows: every 10 minutes, what is older than an hour goes, and all of it at shutdown.
+# An original is removed sooner, once its reference is prepared (studio.references
+# .discard_upload); a copy Gradio hands out again is touched, so what a page shows stays.
+UPLOAD_CACHE_SWEEP = (600, 3600)
+
 
 @dataclass
 class App:
@@ -127,6 +133,7 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         concurrency_limit=config.concurrency_limit,
     )
     page.demo.queue(default_concurrency_limit=None, max_size=500)
+    page.demo.delete_cache = UPLOAD_CACHE_SWEEP  # read by Gradio when it launches
     return App(config, backends, ledger, runner, studio, page)
 
 

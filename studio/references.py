@@ -19,6 +19,16 @@ What `prepare_reference` produces (the policy in one place):
   the pixels to sRGB, so wide-gamut phone photos (Display P3) keep their colours without it.
 * The long side is at most `max_side`, and the file at most `max_bytes` (lower JPEG quality first,
   then smaller sizes).
+
+Memory is bounded before anything is allocated: the pixel count is read from the header and
+refused past `max_pixels` (25 MP: either service makes at most a 4K image, about 17 MP, and every
+reference is shrunk to 2048 px before it is sent; 25 MP still admits a 24 MP camera photo). A
+JPEG is decoded at a reduced scale when it is larger than needed (`draft`), and at most
+`MAX_CONCURRENT_DECODES` images are decoded at once in the whole process, whoever uploads them.
+
+`discard_upload` removes the original from Gradio's upload cache once its reference is prepared,
+so an original with its GPS metadata intact is not left there to be served to whoever has its
+path.
 """
 
 from __future__ import annotations
@@ -26,9 +36,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
+import os
+import stat
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -60,13 +75,16 @@ class BadReferenceError(ValueError):
 class ReferenceLimits:
     """`max_bytes` is 9.5 MB in decimal units so it is under 10 MB whichever way it is counted."""
 
-    max_pixels: int = 50_000_000
+    max_pixels: int = 25_000_000
     max_side: int = 2048
     max_bytes: int = 9_500_000
     max_input_bytes: int = 60_000_000
 
 
 DEFAULT_LIMITS = ReferenceLimits()
+# Full decodes at once across the process: each holds up to a few hundred MB at 25 MP.
+MAX_CONCURRENT_DECODES = 2
+_decoding = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
 
 
 @dataclass(frozen=True)
@@ -178,10 +196,16 @@ def _decode(data: bytes, name: str, limits: ReferenceLimits) -> tuple[Image.Imag
         if width * height > limits.max_pixels:
             raise _too_large(name, width, height, limits.max_pixels)
         source_format = str(img.format)
+        longest = max(width, height)
+        if source_format == "JPEG" and longest > limits.max_side:
+            # Decode at the smallest DCT scale still at least max_side on the long side.
+            scale = limits.max_side / longest
+            img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
         try:
             # A full decode, so a truncated file fails here rather than becoming a grey half.
-            img.load()
-            picture = _clean_pixels(img)
+            with _decoding:
+                img.load()
+                picture = _clean_pixels(img)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _too_large(name, width, height, limits.max_pixels) from None
         except Exception as exc:
@@ -306,3 +330,41 @@ def deduplicate(
             seen.add(ref.sha256)
             kept.append(ref)
     return kept, dropped
+
+
+def upload_cache_dir() -> Path:
+    """Gradio's upload cache, where visitors' originals land: GRADIO_TEMP_DIR, else
+    <temp dir>/gradio (Gradio's own rule, read here so that studio needs no gradio import)."""
+    folder = os.environ.get("GRADIO_TEMP_DIR") or str(Path(tempfile.gettempdir()) / "gradio")
+    return Path(folder).resolve()
+
+
+def discard_upload(path: str | os.PathLike[str], cache_dir: Path | None = None) -> bool:
+    """Delete an uploaded original from Gradio's upload cache once its reference is prepared.
+
+    Only a regular file inside `cache_dir` (default `upload_cache_dir()`) is removed, never a
+    symlink and nothing outside it, so a path from an API caller cannot delete anything else;
+    its folder (Gradio makes one per upload) goes too when left empty. Returns whether a file
+    was removed. Gradio names the folder by the content's hash, so two visitors who upload the
+    same bytes share one file: the second one's upload is then gone as well, and that visitor
+    is asked to add the image again, which is the price of not keeping originals.
+    """
+    root = (cache_dir or upload_cache_dir()).resolve()
+    candidate = Path(path)
+    try:
+        parent = candidate.parent.resolve(strict=True)
+        info = candidate.lstat()
+    except (OSError, RuntimeError):
+        return False
+    if not parent.is_relative_to(root) or not stat.S_ISREG(info.st_mode):
+        return False
+    try:
+        (parent / candidate.name).unlink()
+    except OSError:
+        return False
+    if parent != root:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            pass
+    return True

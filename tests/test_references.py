@@ -178,7 +178,7 @@ def test_oversized_upload_is_refused_before_opening() -> None:
     ids=["png-60MP", "jpeg-65MP"],
 )
 def test_bomb_header_is_refused_without_decoding(data: bytes, no_decoding: list[str]) -> None:
-    with pytest.raises(BadReferenceError, match=r"^bomb\.img is too large: .* the limit is 50"):
+    with pytest.raises(BadReferenceError, match=r"^bomb\.img is too large: .* the limit is 25"):
         prepare_reference(data, "bomb.img")
     assert no_decoding == []
 
