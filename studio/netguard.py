@@ -108,7 +108,8 @@ def check_public_url(url: str, *, allow_http: bool = False) -> str:
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         shown = f"{scheme}:" if scheme else "a URL without a scheme"
-        raise UnsafeUrlError(f"only https:// links can be used, not {shown}")
+        accepted = "http:// or https://" if allow_http else "https://"
+        raise UnsafeUrlError(f"only {accepted} links can be used, not {shown}")
     if scheme == "http" and not allow_http:
         raise UnsafeUrlError("only https:// links can be used here, not http://")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
