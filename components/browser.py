@@ -104,7 +104,7 @@ footer { display: none !important; }
 #masthead h1 { font-size: 1.35rem; margin: 0; }
 #offline-notice p { margin: 0; }
 #form-feedback { min-height: 1.5rem; }
-#form-message p, #running p { margin: 0; }
+#form-message p, #running p, #left p { margin: 0; }
 #pixel-size p { margin: 0; font-size: 0.85rem; opacity: 0.8; }
 .card { padding: 0.25rem 0.5rem 0; }
 .card-prompt { font-weight: 600; margin: 0 0 0.15rem; overflow-wrap: anywhere; }
@@ -117,6 +117,7 @@ footer { display: none !important; }
 .bar.indeterminate span { width: 30%; animation: slide 1.4s ease-in-out infinite; }
 @keyframes slide { from { margin-left: -30%; } to { margin-left: 100%; } }
 .task-error { color: var(--error-text-color, #b91c1c); margin: 0.25rem 0; }
+.task-note { margin: 0.25rem 0; font-size: 0.9em; }
 .task details { font-size: 0.8rem; opacity: 0.85; }
 .task details p { margin: 0.15rem 0; }
 .copy-id { border: 1px solid rgba(127,127,127,0.4); border-radius: 4px; padding: 0 0.4rem; }
@@ -130,6 +131,11 @@ footer { display: none !important; }
 #settings .wrap { gap: 0.25rem; }
 #settings .wrap label { padding: 0.3rem 0.5rem; }
 #model-info p { margin: 0; font-size: 0.85rem; }
+/* History's results are a strip of small, whole thumbnails, however few there are. */
+#history-thumbnails .grid-container { grid-template-columns: repeat(auto-fill, 150px) !important;
+  grid-auto-rows: 150px !important; }
+#history-thumbnails .thumbnail-item { width: 150px; height: 150px; }
+#history-thumbnails .thumbnail-item img { object-fit: contain !important; }
 @media (max-width: 700px) {
   #masthead { flex-wrap: nowrap; }
   #masthead h1 { font-size: 1.1rem; }

@@ -42,7 +42,7 @@ class HistoryView:
 
 COLUMNS = ["when", "prompt", "model", "settings", "state", "images"]
 # Shares of the table's width at 1440 px: the prompt gets the room, the rest fit their words.
-COLUMN_WIDTHS: list[str | int] = ["14%", "38%", "16%", "14%", "11%", "7%"]
+COLUMN_WIDTHS: list[str | int] = ["13%", "35%", "16%", "15%", "10%", "11%"]
 PAGE_SIZE = 60
 
 
@@ -69,7 +69,7 @@ def build_history(catalog: Catalog) -> HistoryView:
     thumbnails = gr.Gallery(
         label="Results (select one to act on it)",
         columns=8,
-        height=220,
+        height=180,
         allow_preview=False,
         interactive=False,
         buttons=["download"],
