@@ -24,6 +24,8 @@ from providers.types import GenerationRequest, SubmittedTask, TaskState, TaskSta
 MAX_TASK_ID_CHARS = 200
 MAX_SERVICE_TEXT_CHARS = 500
 MAX_FAIL_CODE_CHARS = 64
+# One task makes one image (GemPix2 and apixo alike); more than this is not a real answer.
+MAX_RESULT_IMAGES = 16
 _TASK_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_TASK_ID_CHARS}}}")  # printable ASCII, no space
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 

@@ -13,6 +13,7 @@ from typing import Any
 from providers.capabilities import ModelSpec
 from providers.catalog import ServiceDescriptor
 from providers.client import (
+    MAX_RESULT_IMAGES,
     Envelope,
     ServiceClient,
     known_state,
@@ -59,9 +60,10 @@ def parse_task(data: dict[str, Any]) -> TaskStatus:
     task_id = task_id_in(data, "task_id", provider=PROVIDER)
     provider_state = str(data.get("status") or "")
     state = known_state(STATES, provider_state, provider=PROVIDER, task_id=task_id)
+    result = data.get("result")
     images = tuple(
         GeneratedImage(item["image"])
-        for item in data.get("result") or ()
+        for item in (result if isinstance(result, list) else ())[:MAX_RESULT_IMAGES]
         if isinstance(item, dict) and isinstance(item.get("image"), str) and item["image"]
     )
     reason = data.get("status_reason") or {}

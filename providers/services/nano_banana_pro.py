@@ -16,6 +16,7 @@ from providers.capabilities import ModelSpec
 from providers.catalog import ServiceDescriptor
 from providers.client import (
     MAX_FAIL_CODE_CHARS,
+    MAX_RESULT_IMAGES,
     Envelope,
     ServiceClient,
     known_state,
@@ -84,10 +85,14 @@ def _result_urls(result_json: Any, task_id: str) -> tuple[GeneratedImage, ...]:
         return ()
     try:
         parsed = json.loads(result_json) if isinstance(result_json, str) else result_json
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         raise ServiceError("resultJson is not JSON", provider=PROVIDER, task_id=task_id) from exc
     urls = parsed.get("resultUrls") if isinstance(parsed, dict) else None
-    return tuple(GeneratedImage(url) for url in urls or () if isinstance(url, str) and url)
+    if not isinstance(urls, list):
+        return ()
+    return tuple(
+        GeneratedImage(url) for url in urls[:MAX_RESULT_IMAGES] if isinstance(url, str) and url
+    )
 
 
 def parse_task(data: dict[str, Any]) -> TaskStatus:

@@ -23,7 +23,7 @@ def parse_submit(body: Any) -> Submission:
     model = body.get("model")
     if model is None or model == "":
         raise ValidationError("model is required")
-    if model not in MODELS:
+    if not isinstance(model, str) or model not in MODELS:
         raise ValidationError(f"model must be one of: {', '.join(MODELS)}")
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
