@@ -165,7 +165,7 @@ def test_a_version_1_ledger_migrates(tmp_path: Path) -> None:
         ],
     )
     with Ledger(path) as ledger:
-        assert ledger.pragma("user_version") == SCHEMA_VERSION == 3
+        assert ledger.pragma("user_version") == SCHEMA_VERSION == 4
         assert [j.job_id for j in ledger.history(None)] == ["c", "b2", "b1", "a"]
         assert ledger.job("a").results[0].path == "/out/a.png"  # nothing lost on the way
         new = ledger.record_job(

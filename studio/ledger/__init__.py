@@ -11,6 +11,8 @@ be lost:
     recover_after_restart()   at start-up: settle what cannot be resumed, return what can
     reveal_task_id()    a trusted callback revealed the task of an `outcome_unknown` job
     on_run_time()       be told how long each watched task ran, when its success is recorded
+    reserve_usage()     check the limits on the owner's keys and count tasks, in one transaction
+                        (`usage`: counts per visitor and per day, see studio.ledger.usage)
 
 Which state may follow which, what a restart does with each, and what the states mean are the
 rules of `studio.lifecycle`; the ledger refuses (InvalidTransitionError) what they refuse.
@@ -18,7 +20,8 @@ rules of `studio.lifecycle`; the ledger refuses (InvalidTransitionError) what th
 
 The package: `schema` (tables, migrations, the FTS5 index, opening a connection), `rows` (the
 values taken and given back), `search` (the history query), `connection` (the lock-guarded
-connection and the reads) and `store` (the `Ledger` and its writes).
+connection and the reads), `store` (the `Ledger` and its writes), `curation` (stars, chains,
+deletion) and `usage` (the counts the quotas and the budget read).
 
 Concurrency: one connection owned by the ledger, guarded by a `threading.Lock`; every public
 method is synchronous and short (a few statements), so async code calls them with
@@ -34,6 +37,7 @@ from studio.ledger.errors import InvalidTransitionError, LedgerError, UnknownJob
 from studio.ledger.rows import JobEvent, JobRow, NewJob, ResultRow, RunTime
 from studio.ledger.schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION, fts5_trigram_available
 from studio.ledger.store import Ledger
+from studio.ledger.usage import UsageLimit, UsageRefusal
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -47,5 +51,7 @@ __all__ = [
     "ResultRow",
     "RunTime",
     "UnknownJobError",
+    "UsageLimit",
+    "UsageRefusal",
     "fts5_trigram_available",
 ]

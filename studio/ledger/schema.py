@@ -30,7 +30,7 @@ from studio.ledger.search import FOLD_FUNCTION, fold
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA_V1 = (
@@ -136,8 +136,22 @@ _SCHEMA_V3 = (
     "CREATE INDEX jobs_starred_seq ON jobs(seq) WHERE starred = 1",
 )
 
+# Version 4: the tasks started on the owner's keys, one row each, for the quotas and the daily
+# budget (studio.ledger.usage). Each limit counts one visitor part (or all) since a time.
+_SCHEMA_V4 = (
+    """CREATE TABLE usage (
+        job_id TEXT PRIMARY KEY NOT NULL,
+        at REAL NOT NULL,
+        browser TEXT NOT NULL DEFAULT '',
+        address TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX usage_at ON usage(at)",
+    "CREATE INDEX usage_browser_at ON usage(browser, at)",
+    "CREATE INDEX usage_address_at ON usage(address, at)",
+)
+
 # Index N-1 migrates user_version N-1 to N. Each runs in its own transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 # The search index: one row per job, rowid = jobs.seq. The first trigger's name marks the

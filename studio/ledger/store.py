@@ -19,6 +19,7 @@ from studio.ledger.connection import Clock
 from studio.ledger.curation import Curation
 from studio.ledger.errors import InvalidTransitionError, LedgerError
 from studio.ledger.rows import JobRow, NewJob, RunTime, stored_source
+from studio.ledger.usage import UsageBook
 from studio.lifecycle import (
     ACTIVE_STATES,
     INTERRUPTED,
@@ -34,7 +35,7 @@ from studio.lifecycle import (
 _WATCHED = frozenset({JobState.QUEUED, JobState.RUNNING})
 
 
-class Ledger(Curation):
+class Ledger(Curation, UsageBook):
     """The job ledger in one SQLite file. Thread-safe; every method is short and synchronous."""
 
     def __init__(
@@ -357,8 +358,10 @@ class Ledger(Curation):
         first. What happens to each job is `studio.lifecycle.recovery_for`'s decision.
 
         Settling is written directly, not through the transition rules: an active state without
-        a task id (impossible through this API) must settle too.
+        a task id (impossible through this API) must settle too. Jobs still `recorded` (waiting
+        in line when the app stopped: nothing sent) give their quota units back first.
         """
+        self.refund_unsent_usage()
         active = [str(s) for s in ACTIVE_STATES]
         marks = ",".join("?" * len(active))
         with self._transaction(write=True) as conn:
