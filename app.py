@@ -20,6 +20,10 @@ from studio.config import AppConfig, default_data_dir, load_config
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_TEMP_DIR", str(default_data_dir(os.environ) / "cache"))
+# Uvicorn would otherwise take X-Forwarded-For from any loopback peer as the client's address.
+# Which proxies to believe is this app's decision (TRUSTED_PROXIES, studio.visitors): the
+# limits on the owner's keys count visitors by address.
+os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
 
 import gradio as gr
 from fastapi import FastAPI, HTTPException, Request
@@ -34,6 +38,7 @@ from studio.jobs import JobRunner
 from studio.ledger import Ledger
 from studio.reference_host import ReferenceHost
 from studio.reference_store import ReferenceStore
+from studio.spending import describe
 
 log = logging.getLogger("image_studio")
 
@@ -109,7 +114,10 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
     for folder in (config.outputs_dir, config.references_dir):
         folder.mkdir(parents=True, exist_ok=True)
     backends = backends or Backends(
-        config.catalog, config.services, simulator_time_scale=config.simulator_time_scale
+        config.catalog,
+        config.services,
+        simulator_time_scale=config.simulator_time_scale,
+        visitor_keys_only=config.spending.visitor_keys_only,
     )
     ledger = Ledger(config.ledger_path, known_services=[s.id for s in config.catalog.services])
     runner = JobRunner(
@@ -118,12 +126,15 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         outputs_dir=config.outputs_dir,
         deadline=config.watch_deadline,
         public_url=config.public_url,
+        rules=config.spending,  # quotas, budget and running caps on the owner's keys
     )
     studio = Studio(
         runner=runner,
         reference_host=ReferenceHost(config.references_dir, config.public_url),
         multi_user=config.multi_user,
         reference_store=ReferenceStore(config.kept_references_dir),
+        visitors=config.visitors,
+        prices=config.prices,
     )
     offline = [config.catalog.service(s).label for s in backends.offline_services()]
     page = build_page(
@@ -158,6 +169,9 @@ def launch(app: App, **overrides: object) -> None:
         # The public endpoints as MCP tools, at /gradio_api/mcp/ (MCP_SERVER=0 turns it off).
         "mcp_server": app.config.mcp_server,
     }
+    if app.config.logins is not None:  # APP_PASSWORD / APP_USERS: the page and the API log in
+        options["auth"] = app.config.logins.check
+        options["auth_message"] = "This studio is private: log in to use it."
     options.update(overrides)
     app.page.demo.launch(**options)  # type: ignore[arg-type]
     for path, endpoint, methods in app.routes():
@@ -170,7 +184,17 @@ def main() -> None:
     )
     # httpx logs every request at INFO; status polls would drown everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app = build_app()
+    try:
+        config = load_config()
+    except ValueError as exc:  # a setting that cannot be read: say which, and stop
+        raise SystemExit(f"Image Studio cannot start: {exc}") from None
+    if config.spending.defaults_applied:
+        log.info(
+            "public, with the owner's keys: %s take their defaults (%s); see the README",
+            ", ".join(config.spending.defaults_applied),
+            describe(config.spending),
+        )
+    app = build_app(config)
     launch(app)
     app.page.demo.block_thread()
 

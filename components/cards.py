@@ -41,6 +41,8 @@ class Card:
     tasks: tuple[Progress, ...]  # one per variant, in variant order
     reference_count: int = 0
     parent: str | None = None
+    # Credits a task costs by the owner's price table, for a service that reports none.
+    estimate: float | None = None
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -91,8 +93,9 @@ def fraction_done(task: Progress, now: float) -> float | None:
     return min((now - task.submitted_at) / expected, 0.95)  # never "full" before it is done
 
 
-def state_line(task: Progress, now: float) -> str:
-    """The task's state in plain words, with its time and credits."""
+def state_line(task: Progress, now: float, estimate: float | None = None) -> str:
+    """The task's state in plain words, with its time and credits: those the service reported,
+    else for a task done on a real service the `estimate` from the price table, marked so."""
     words = STATE_WORDS.get(task.state, task.state.value)
     started = task.submitted_at or task.created_at
     if task.state is JobState.DONE:
@@ -107,6 +110,8 @@ def state_line(task: Progress, now: float) -> str:
             words += f" · {left}"
     if task.credits is not None:
         words += f" · {task.credits:g} credits"
+    elif estimate is not None and task.state is JobState.DONE and not task.offline:
+        words += f" · {estimate:g} credits (estimate)"
     return words
 
 
@@ -114,7 +119,7 @@ def short_id(task_id: str) -> str:
     return task_id if len(task_id) <= 14 else f"{task_id[:12]}…"
 
 
-def _task_html(task: Progress, now: float, of: int) -> str:
+def _task_html(task: Progress, now: float, of: int, estimate: float | None = None) -> str:
     name = f"Variant {task.variant}" if of > 1 else "Task"
     fraction = fraction_done(task, now)
     value = "" if fraction is None else f' aria-valuenow="{round(fraction * 100)}"'
@@ -123,12 +128,14 @@ def _task_html(task: Progress, now: float, of: int) -> str:
     parts = [
         f'<div class="task task-{task.state.value}">',
         f'<div class="task-head"><span class="task-name">{name}</span> '
-        f'<span class="task-state">{html.escape(state_line(task, now))}</span></div>',
+        f'<span class="task-state">{html.escape(state_line(task, now, estimate))}</span></div>',
         f'<div class="{bar_class}" role="progressbar" aria-label="{name} progress" '
         f'aria-valuemin="0" aria-valuemax="100"{value}><span{width}></span></div>',
     ]
     if task.message and not task.is_active and task.state is not JobState.DONE:
         parts.append(f'<p class="task-error" role="alert">{html.escape(task.message)}</p>')
+    elif task.message and task.is_active:  # e.g. its place in line for a running slot
+        parts.append(f'<p class="task-note" role="status">{html.escape(task.message)}</p>')
     details = []
     if task.provider_state:
         details.append(f"The service says: “{html.escape(task.provider_state)}”.")
@@ -162,7 +169,7 @@ def card_html(card: Card, now: float) -> str:
         facts.append(f"{refs} reference{'s' if refs != 1 else ''}")
     if card.parent:
         facts.append("edit of an earlier result")
-    tasks = "".join(_task_html(task, now, len(card.tasks)) for task in card.tasks)
+    tasks = "".join(_task_html(task, now, len(card.tasks), card.estimate) for task in card.tasks)
     return (
         f'<article class="card" aria-label="Generation: {html.escape(prompt)}">'
         f'<p class="card-prompt" title="{html.escape(card.prompt)}">{html.escape(prompt)}</p>'

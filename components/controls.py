@@ -35,6 +35,7 @@ class Controls:
     generate: gr.Button
     stop: gr.Button
     running: gr.Markdown  # how many of the visitor's tasks run now, beside Generate
+    left: gr.Markdown  # what is left on the studio's key for this visitor (the feed fills it)
     message: gr.Markdown  # what Generate said: started, or why not
     set_aside: gr.State  # references beyond the chosen model's cap, back when a model takes them
     set_aside_note: gr.Markdown
@@ -138,6 +139,7 @@ def build_controls(catalog: Catalog) -> Controls:
         stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
     with gr.Row(elem_id="form-feedback"):
         running = gr.Markdown("", elem_id="running")
+        left = gr.Markdown("", elem_id="left")
         message = gr.Markdown("", elem_id="form-message")
     references = gr.File(
         label=references_label(spec),
@@ -198,6 +200,7 @@ def build_controls(catalog: Catalog) -> Controls:
         generate=generate,
         stop=stop,
         running=running,
+        left=left,
         message=message,
         set_aside=gr.State([]),
         set_aside_note=aside_note,

@@ -27,6 +27,7 @@ from providers.capabilities import ImageSettings
 from studio.ledger import JobRow
 from studio.lifecycle import JobState
 from studio.progress import Progress
+from studio.visitors import UNKNOWN_VISITOR, Visitor
 
 FEED_SIZE = 6  # cards on the page; History holds the rest
 FEED_ROWS = 48  # ledger rows read to fill them (a card holds up to 4 variants)
@@ -62,14 +63,15 @@ class FeedView:
     picked: gr.State  # per slot: the index of the selected result
 
     running: gr.Markdown  # beside Generate: how many of the visitor's tasks run now
+    left: gr.Markdown  # beside Generate: what is left on the studio's key ("7 of 10 today ...")
 
     @property
     def outputs(self) -> list[Any]:
         slots = (c for slot in self.slots for c in slot.outputs)
-        return [self.empty, *slots, self.shown, self.running]
+        return [self.empty, *slots, self.shown, self.running, self.left]
 
 
-def build_feed(running: gr.Markdown) -> FeedView:
+def build_feed(running: gr.Markdown, left: gr.Markdown) -> FeedView:
     with gr.Group(visible=False, elem_id="compare") as compare_box:
         slider = gr.ImageSlider(
             label="Compare (drag the handle)",
@@ -111,6 +113,7 @@ def build_feed(running: gr.Markdown) -> FeedView:
         gr.State([[] for _ in range(FEED_SIZE)]),
         gr.State([0] * FEED_SIZE),
         running,
+        left,
     )
 
 
@@ -166,6 +169,9 @@ def cards_from_rows(studio: Studio, rows: list[JobRow]) -> list[Card]:
                 tasks=tasks,
                 reference_count=len(first.reference_hashes),
                 parent=str(first.params["parent"]) if first.params.get("parent") else None,
+                estimate=studio.prices.estimate(
+                    first.model, str(first.params.get("resolution") or "") or None
+                ),
             )
         )
     return cards
@@ -224,14 +230,18 @@ async def read_cards(studio: Studio, owner: str | None) -> list[Card]:
     return await asyncio.to_thread(cards_from_rows, studio, rows)
 
 
-async def stream_feed(studio: Studio, owner: str | None) -> AsyncIterator[list[Any]]:
-    """The feed of `owner`'s generations (None: everyone), for as long as the page is open."""
+async def stream_feed(
+    studio: Studio, owner: str | None, visitor: Visitor | None = None
+) -> AsyncIterator[list[Any]]:
+    """The feed of `owner`'s generations (None: everyone), for as long as the page is open,
+    with what is left on the studio's key for `visitor`, read again with the cards."""
     changes = studio.runner.live.changes
-    cards = await read_cards(studio, owner)
+    left_words = studio.runner.admission.left_words
+    cards, left = await read_cards(studio, owner), await left_words(visitor or UNKNOWN_VISITOR)
     sent: list[Any] | None = None
     last_read = time.monotonic()
     while True:
-        values = feed_values(cards, time.time())
+        values = [*feed_values(cards, time.time()), left]
         yield (
             values
             if sent is None
@@ -244,6 +254,7 @@ async def stream_feed(studio: Studio, owner: str | None) -> AsyncIterator[list[A
             await asyncio.sleep(0.1)  # let a burst of changes (variants starting) settle
         if changed or not active or time.monotonic() - last_read > IDLE_REREAD:
             cards = await read_cards(studio, owner)
+            left = await left_words(visitor or UNKNOWN_VISITOR)
             last_read = time.monotonic()
         else:
             cards = relive(studio, cards)

@@ -20,6 +20,7 @@ from providers.errors import ImageServiceError
 from studio.jobs import JobSpec
 from studio.ledger import JobRow
 from studio.reference_store import URL_PREFIX
+from studio.visitors import Visitor
 
 
 async def slot_rows(studio: Studio, client_id: str | None, job_ids: list[str]) -> list[JobRow]:
@@ -120,14 +121,22 @@ async def rerun(
     job_ids: list[str],
     keys: dict[str, str],
     owner: str,
+    visitor: Visitor | None = None,
 ) -> list[str]:
     """Start the generation again exactly: same model, prompt, settings, references and number
     of variants. References come back from the reference store byte for byte."""
     rows = await slot_rows(studio, client_id, job_ids)
-    return await rerun_row(studio, rows[0], keys, owner)
+    return await rerun_row(studio, rows[0], keys, owner, visitor)
 
 
-async def rerun_row(studio: Studio, row: JobRow, keys: dict[str, str], owner: str) -> list[str]:
+async def rerun_row(
+    studio: Studio,
+    row: JobRow,
+    keys: dict[str, str],
+    owner: str,
+    visitor: Visitor | None = None,
+) -> list[str]:
+    """`rerun` of a ledger row; `visitor` counts against the limits on the owner's keys."""
     urls = []
     for recorded in row.reference_hashes:
         if recorded.startswith(URL_PREFIX):
@@ -151,6 +160,8 @@ async def rerun_row(studio: Studio, row: JobRow, keys: dict[str, str], owner: st
     )
     variants = int(str(row.params.get("variants") or 1))
     try:
-        return await studio.runner.start(spec, variants=variants, owner=owner, visitor_keys=keys)
+        return await studio.runner.start(
+            spec, variants=variants, owner=owner, visitor_keys=keys, visitor=visitor
+        )
     except ImageServiceError as exc:
         raise user_error(exc.user_message()) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +23,8 @@ from studio.progress import Progress
 from studio.reference_host import ReferenceHost, check_reference_url
 from studio.reference_store import URL_PREFIX, ReferenceStore
 from studio.references import BadReferenceError, deduplicate, prepare_reference
+from studio.spending import PriceTable
+from studio.visitors import Visitor, VisitorPolicy
 
 GalleryItems = list[tuple[str, str]]
 
@@ -36,6 +38,10 @@ class Studio:
     multi_user: bool = False
     # Prepared references by hash, for recall, re-run and compare (beside the outputs).
     reference_store: ReferenceStore = None  # type: ignore[assignment]
+    # Who a caller is for the limits on the owner's keys (components.callers), and the
+    # credits shown as an estimate for services that report none.
+    visitors: VisitorPolicy = field(default_factory=VisitorPolicy)
+    prices: PriceTable = field(default_factory=PriceTable)
 
     def __post_init__(self) -> None:
         if self.reference_store is None:
@@ -264,10 +270,12 @@ async def start_generation(
     keys: Mapping[str, str] | None = None,
     owner: str = "",
     parent: str | None = None,
+    visitor: Visitor | None = None,
 ) -> tuple[list[str], list[str]]:
     """Check, prepare and start `variants` tasks; returns (job ids, notes for the status).
 
-    `keys` are the visitor's own keys by service id; `parent` the job whose result this edits."""
+    `keys` are the visitor's own keys by service id; `parent` the job whose result this edits;
+    `visitor` who asks, for the limits on the owner's keys (see components.callers)."""
     catalog = studio.catalog
     if model not in catalog.models:
         raise user_error(catalog.unknown_model_sentence(model))
@@ -301,7 +309,9 @@ async def start_generation(
         parent=parent or None,
     )
     try:
-        job_ids = await studio.runner.start(job, variants=n, owner=owner, visitor_keys=keys)
+        job_ids = await studio.runner.start(
+            job, variants=n, owner=owner, visitor_keys=keys, visitor=visitor
+        )
     except ImageServiceError as exc:
         raise user_error(exc.user_message()) from None
     return job_ids, notes
@@ -312,11 +322,12 @@ async def generate(
     *form: Any,
     keys: Mapping[str, str] | None = None,
     owner: str = "",
+    visitor: Visitor | None = None,
 ) -> AsyncIterator[tuple[GalleryItems, str, list[str]]]:
     """The public `/generate`: start, then stream (gallery, status, job ids) until all end.
     The first update carries the job ids, so a caller whose stream drops can find its jobs."""
     # `form`: start_generation's model, prompt, references, settings and variants, in order.
-    job_ids, notes = await start_generation(studio, *form, keys=keys, owner=owner)
+    job_ids, notes = await start_generation(studio, *form, keys=keys, owner=owner, visitor=visitor)
     # The ids first, so a caller whose stream drops can still find its jobs.
     notes = [f"Job ids: {', '.join(job_ids)}.", *notes]
     try:

@@ -35,11 +35,16 @@ PAGE_SIZE = 60  # rows per "Show more"
 MAX_ROWS = 1000  # the most the table shows at once; search or filter to find older ones
 
 
+def valid_client_id(client_id: str | None) -> bool:
+    """Whether `client_id` has the form of a browser id this app mints."""
+    return bool(client_id and _CLIENT_ID.match(client_id))
+
+
 def owner_for(studio: Studio, client_id: str | None) -> str | None:
     """The ledger owner to filter by: None (everyone) locally, the browser id when shared."""
     if not studio.multi_user:
         return None
-    return client_id if client_id and _CLIENT_ID.match(client_id) else NOBODY
+    return client_id if valid_client_id(client_id) else NOBODY
 
 
 def owner_for_new_job(studio: Studio, client_id: str | None) -> str:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from components import feed_actions as actions
 from components import history_handlers as history
+from components.callers import visitor_of
 from components.handlers import Studio
 from components.page import Page
 
@@ -89,10 +90,13 @@ def wire_history(page: Page, studio: Studio, identified: Any) -> None:
         **PRIVATE,
     )
 
-    async def rerun(client_id: str, job_id: str | None, *keys: str | None) -> tuple[str, Any]:
+    async def rerun(
+        request: gr.Request, client_id: str, job_id: str | None, *keys: str | None
+    ) -> tuple[str, Any]:
         row = await history.selected_row(studio, client_id, job_id)
         owner = history.owner_for_new_job(studio, client_id)
-        started = await actions.rerun_row(studio, row, visitor_keys(keys), owner)
+        visitor = visitor_of(studio, request, client_id)
+        started = await actions.rerun_row(studio, row, visitor_keys(keys), owner, visitor)
         count = len(started)
         return f"Re-running: started {count} task{'s' if count != 1 else ''}.", TO_GENERATE
 

@@ -139,7 +139,7 @@ def build_page(
                     with gr.Column(scale=2, min_width=340, elem_id="form-column"):
                         controls = build_controls(catalog)
                     with gr.Column(scale=3, min_width=340, elem_id="feed"):
-                        feed = build_feed(controls.running)
+                        feed = build_feed(controls.running, controls.left)
             with gr.Tab("History", id="history-tab"):
                 history_view = build_history(catalog)
         page = Page(

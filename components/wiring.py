@@ -8,6 +8,7 @@ subscription per page (`components/feed.py`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from components.browser import (
     keys_js,
     offline_js,
 )
+from components.callers import visitor_of
 from components.cards import pixel_size_words
 from components.feed import stream_feed
 from components.handlers import Studio
@@ -157,7 +159,7 @@ def _wire_generate(page: Page, studio: Studio) -> None:
     def visitor_keys(values: Sequence[str | None]) -> dict[str, str]:
         return catalog.keys_from(dict(zip(catalog.key_fields, values, strict=True)))
 
-    async def start(*values: Any) -> str:
+    async def start(request: gr.Request, *values: Any) -> str:
         form, keys = values[:form_size], values[form_size : form_size + len(catalog.key_fields)]
         client_id, parent = values[-2], values[-1]
         job_ids, notes = await handlers.start_generation(
@@ -166,6 +168,7 @@ def _wire_generate(page: Page, studio: Studio) -> None:
             keys=visitor_keys(keys),
             owner=history.owner_for_new_job(studio, client_id),
             parent=parent,
+            visitor=visitor_of(studio, request, client_id),
         )
         count = len(job_ids)
         started = f"Started {count} task{'s' if count != 1 else ''}."
@@ -208,7 +211,7 @@ def _wire_api(page: Page, studio: Studio, concurrency_limit: int | None) -> None
     form_size = len(FORM_FIELDS)
     api = page.api
 
-    async def generate(*values: Any) -> AsyncIterator[tuple[Any, str]]:
+    async def generate(request: gr.Request, *values: Any) -> AsyncIterator[tuple[Any, str]]:
         bound = generate_signature(catalog).bind(*values)
         bound.apply_defaults()
         args = list(bound.arguments.values())
@@ -218,10 +221,18 @@ def _wire_api(page: Page, studio: Studio, concurrency_limit: int | None) -> None
             *form,
             keys=catalog.keys_from(dict(zip(catalog.key_fields, keys, strict=True))),
             owner=history.owner_for_new_job(studio, client_id),
+            visitor=visitor_of(studio, request, client_id),
         ):
             yield gallery, status
 
-    generate.__signature__ = generate_signature(catalog)  # type: ignore[attr-defined]
+    # The documented parameters, after the request Gradio fills in (and leaves out of the API).
+    documented = generate_signature(catalog)
+    request = inspect.Parameter(
+        "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request
+    )
+    generate.__signature__ = documented.replace(  # type: ignore[attr-defined]
+        parameters=[request, *documented.parameters.values()]
+    )
     generate.__doc__ = generate_doc(catalog)
     api.trigger.click(
         generate,
@@ -272,8 +283,12 @@ def _wire_feed(page: Page, studio: Studio, identified: Any) -> None:
     c = page.controls
     feed = page.feed
 
-    async def follow(client_id: str) -> AsyncIterator[list[Any]]:
-        async for values in stream_feed(studio, history.owner_for(studio, client_id)):
+    async def follow(request: gr.Request, client_id: str) -> AsyncIterator[list[Any]]:
+        owner, visitor = (
+            history.owner_for(studio, client_id),
+            visitor_of(studio, request, client_id),
+        )
+        async for values in stream_feed(studio, owner, visitor):
             yield values
 
     identified.then(
@@ -336,10 +351,11 @@ def _wire_slot(page: Page, studio: Studio, index: int, slot: Any) -> None:
         **PRIVATE,
     ).success(None, js=SHOW_COMPARE_JS)
 
-    async def rerun(client_id: str, shown: list, *keys: str | None) -> str:
-        visitor = catalog.keys_from(dict(zip(catalog.key_fields, keys, strict=True)))
+    async def rerun(request: gr.Request, client_id: str, shown: list, *keys: str | None) -> str:
+        own_keys = catalog.keys_from(dict(zip(catalog.key_fields, keys, strict=True)))
         owner = history.owner_for_new_job(studio, client_id)
-        job_ids = await actions.rerun(studio, client_id, shown[index], visitor, owner)
+        visitor = visitor_of(studio, request, client_id)
+        job_ids = await actions.rerun(studio, client_id, shown[index], own_keys, owner, visitor)
         return f"Re-running: started {len(job_ids)} task{'s' if len(job_ids) != 1 else ''}."
 
     slot.rerun.click(

@@ -3,7 +3,7 @@
 With no key for a service (neither in the environment nor from the visitor), that service runs
 on the in-process simulator: the same client code, the same wire format, placeholder images.
 This is the one place the product reaches the simulator; with every service keyed in the
-environment it is never built.
+environment it is never built (unless VISITOR_KEYS_ONLY: visitors without a key get it).
 
 The simulator runs inside this process and draws the references it reads into the picture the
 visitor gets back, so it must not fetch a link the way a remote service would: it is given the
@@ -56,9 +56,14 @@ class Backends:
         simulator: Simulator | None = None,
         keys: KeyRing = KEYRING,
         reference_fetcher: ResultFetcher | None = None,
+        visitor_keys_only: bool = False,
     ) -> None:
         self.catalog = catalog
         self.configs = configs
+        # VISITOR_KEYS_ONLY: the owner's keys never serve a visitor's new task (without a key
+        # of their own, the offline preview runs); they still watch tasks sent on them before
+        # (for_resumed).
+        self.visitor_keys_only = visitor_keys_only
         # The owner's keys are scrubbed from every service's text for as long as we exist, even
         # from a service that never received them; a visitor's key while its client exists.
         for config in configs.values():
@@ -78,7 +83,9 @@ class Backends:
         self.simulator: Simulator | None = simulator
         self.simulator_http: httpx.AsyncClient | None = None
         self._reference_fetcher: ResultFetcher | None = None
-        if simulator is None and not all(c.has_key for c in configs.values()):
+        if simulator is None and (
+            visitor_keys_only or not all(c.has_key for c in configs.values())
+        ):
             self._reference_fetcher = reference_fetcher or ResultFetcher(
                 max_bytes=MAX_REFERENCE_BYTES
             )
@@ -100,22 +107,39 @@ class Backends:
         return (await self._reference_fetcher.fetch(url)).data
 
     def has_key(self, service: str) -> bool:
-        return self.configs[service].has_key
+        """Whether the environment's key serves visitors' tasks on `service`."""
+        return self.configs[service].has_key and not self.visitor_keys_only
+
+    @property
+    def owner_keys(self) -> bool:
+        """Whether the owner configured a key for any service."""
+        return any(config.has_key for config in self.configs.values())
 
     def offline_services(self) -> list[str]:
         """The services that run on the simulator unless a visitor brings a key."""
         return [s.id for s in self.catalog.services if not self.has_key(s.id)]
 
     def for_service(self, service: str, visitor_key: str | None = None) -> Backend:
-        """The visitor's key wins over the environment's; with neither, the simulator.
+        """The visitor's key wins over the environment's; with neither, the simulator (also
+        with `visitor_keys_only`: the environment's key then serves no visitor's task).
 
         A visitor's key that no HTTP header could carry (a line break, a space, an accented
         letter) or of an absurd length is refused with InvalidRequestError, before anything
         is recorded or sent."""
+        self.check_visitor_key(service, visitor_key)
+        owner_key = None if self.visitor_keys_only else self.configs[service].api_key
+        return self._backend(service, (visitor_key or "").strip() or owner_key)
+
+    def for_resumed(self, service: str, visitor_key: str | None, key_source: object) -> Backend:
+        """`for_service` for a job taken up again; one sent on the environment's key
+        (`key_source` "server") is watched with that key even with `visitor_keys_only`."""
+        if key_source == "server" and self.visitor_keys_only and not visitor_key:
+            return self._backend(service, self.configs[service].api_key)
+        return self.for_service(service, visitor_key)
+
+    def _backend(self, service: str, key: str | None) -> Backend:
         config = self.configs[service]
         descriptor = self.catalog.service(service)
-        self.check_visitor_key(service, visitor_key)
-        key = (visitor_key or "").strip() or config.api_key
         if key:
             client = build_client(
                 descriptor,

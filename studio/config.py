@@ -11,6 +11,15 @@ from pathlib import Path
 from providers.catalog import Catalog
 from providers.services import CATALOG
 from providers.settings import ServiceConfig, service_configs
+from studio.logins import Logins, logins_from_env
+from studio.spending import (
+    NO_LIMITS,
+    PriceTable,
+    SpendingRules,
+    parse_price_table,
+    spending_rules_from_env,
+)
+from studio.visitors import VisitorPolicy, parse_trusted_proxies
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -30,6 +39,12 @@ class AppConfig:
     concurrency_limit: int | None = None
     # The public endpoints (/generate and the history tools) as an MCP server for agents.
     mcp_server: bool = True
+    # The limits on the owner's keys, who a visitor is, who may log in, and the credits shown
+    # as an estimate for services that report none (studio.spending, .visitors, .logins).
+    spending: SpendingRules = NO_LIMITS
+    visitors: VisitorPolicy = field(default_factory=VisitorPolicy)
+    logins: Logins | None = field(default=None, repr=False)
+    prices: PriceTable = field(default_factory=PriceTable)
 
     @property
     def outputs_dir(self) -> Path:
@@ -82,13 +97,17 @@ def public_url_from_env(env: Mapping[str, str]) -> str | None:
 
 
 def load_config(environ: Mapping[str, str] | None = None, catalog: Catalog = CATALOG) -> AppConfig:
+    """The settings; raises ValueError with a sentence naming a variable it cannot read."""
     env = os.environ if environ is None else environ
     multi = env.get("MULTI_USER", "").lower()
     # Shared unless explicitly single-user: on a Space, or when listening beyond this machine.
     listens_publicly = (env.get("GRADIO_SERVER_NAME") or "127.0.0.1") not in _LOOPBACK_NAMES
+    on_space = bool(env.get("SPACE_ID"))
+    services = service_configs(catalog, env)
+    logins = logins_from_env(env)
     return AppConfig(
         data_dir=default_data_dir(env),
-        services=service_configs(catalog, env),
+        services=services,
         catalog=catalog,
         public_url=public_url_from_env(env),
         multi_user=multi in ("1", "true", "yes")
@@ -97,4 +116,15 @@ def load_config(environ: Mapping[str, str] | None = None, catalog: Catalog = CAT
         watch_deadline=float(env.get("WATCH_DEADLINE") or 600),
         concurrency_limit=int(env["CONCURRENCY_LIMIT"]) if env.get("CONCURRENCY_LIMIT") else None,
         mcp_server=env.get("MCP_SERVER", "1").lower() not in ("0", "false", "no", "off"),
+        spending=spending_rules_from_env(
+            env,
+            public=on_space or listens_publicly,
+            owner_keys=any(config.has_key for config in services.values()),
+        ),
+        visitors=VisitorPolicy(
+            parse_trusted_proxies(env.get("TRUSTED_PROXIES"), on_space=on_space),
+            named_logins=bool(logins and logins.named),
+        ),
+        logins=logins,
+        prices=parse_price_table(env.get("PRICE_TABLE"), catalog.models),
     )

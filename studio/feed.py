@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from studio.backends import Backend
 from studio.job_spec import JobSpec
+from studio.ledger import JobRow
+from studio.lifecycle import JobState
 from studio.progress import Progress
 
 
@@ -32,6 +34,39 @@ class LiveJob:
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     task: asyncio.Task[None] | None = None
     on_change: Callable[[str], None] = lambda _owner: None  # set by LiveJobs.add
+
+    @classmethod
+    def of_row(
+        cls,
+        row: JobRow,
+        spec: JobSpec,
+        backend: Backend,
+        model_label: str,
+        expected_seconds: tuple[float, float],
+        *,
+        resumed: bool = False,
+    ) -> LiveJob:
+        """The live job for a ledger row, as recorded or as taken up again (`resumed`)."""
+        progress = Progress(
+            job_id=row.job_id,
+            variant=int(str(row.params.get("variant") or 1)),
+            model_label=model_label,
+            state=JobState(row.state),
+            provider_state=row.provider_state,
+            task_id=row.task_id,
+            offline=backend.offline,
+            created_at=row.created_at,
+            submitted_at=row.submitted_at,
+            expected_seconds=expected_seconds,
+        )
+        return cls(
+            progress=progress,
+            backend=backend,
+            spec=spec,
+            owner=row.owner,
+            callback_token=row.callback_token,
+            resumed=resumed,
+        )
 
     async def publish(self, **changes: object) -> None:
         self.progress = self.progress.evolve(**changes)

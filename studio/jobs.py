@@ -20,6 +20,7 @@ from providers.catalog import Catalog
 from providers.errors import InvalidRequestError, task_failure
 from providers.types import TaskState, TaskStatus
 from providers.watch import PollSchedule, watch_task
+from studio.admission import Admission
 from studio.backends import Backend, Backends
 from studio.callbacks import accepts_callback, callback_url, revealed_task_id
 from studio.downloads import ResultFetcher
@@ -40,6 +41,8 @@ from studio.lifecycle import (
 )
 from studio.progress import Progress
 from studio.run_times import RunTimes
+from studio.spending import NO_LIMITS, SpendingRules
+from studio.visitors import Visitor
 
 __all__ = ["JobRunner", "JobSpec", "owner_folder"]  # JobSpec and owner_folder: for callers
 
@@ -60,6 +63,7 @@ class JobRunner:
         public_url: str | None = None,
         clock: Callable[[], float] = time.time,
         keep_ended: int = 256,
+        rules: SpendingRules = NO_LIMITS,
     ) -> None:
         self.backends = backends
         self.catalog: Catalog = backends.catalog
@@ -75,6 +79,7 @@ class JobRunner:
         self.live = LiveJobs(keep_ended)
         self._closing = False  # shutting down: leave each job's ledger row for the restart
         self.run_times = RunTimes.following(ledger)  # what the poll schedules learn from
+        self.admission = Admission(rules, ledger, owner_keys=backends.owner_keys, clock=clock)
 
     def _schedule(self, spec: JobSpec, backend: Backend) -> PollSchedule:
         """The spec's poll schedule, learned from its kind's run times (see studio.run_times)."""
@@ -89,11 +94,13 @@ class JobRunner:
         variants: int = 1,
         owner: str = "",
         visitor_keys: Mapping[str, str] | None = None,
+        visitor: Visitor | None = None,
     ) -> list[str]:
         """Record and launch `variants` tasks; returns their job ids at once.
 
         `visitor_keys` are the visitor's own keys by service id; only the one for the spec's
-        service is used (so no key ever reaches another service)."""
+        service is used (no key reaches another service). On the owner's keys, `visitor` passes
+        `studio.admission` first (unknown callers share a count): LimitReached sends nothing."""
         problems = spec.problems(self.catalog)
         if problems:
             raise InvalidRequestError(" ".join(problems))
@@ -101,22 +108,25 @@ class JobRunner:
         visitor_key = (visitor_keys or {}).get(service)
         backend = self.backends.for_service(service, visitor_key)
         key_source = "offline" if backend.offline else "visitor" if visitor_key else "server"
-        job_ids = []
+        job_ids = [uuid.uuid4().hex for _ in range(variants)]
+        await self.admission.admit(visitor, job_ids, owner_key=key_source == "server")
         generation = uuid.uuid4().hex  # the jobs of one press of Generate, shown as one card
-        for variant in range(1, variants + 1):
+        for n, job_id in enumerate(job_ids):
             new_job = spec.new_job(
-                uuid.uuid4().hex,
+                job_id,
                 owner=owner,
                 service=service,
-                variant=variant,
+                variant=n + 1,
                 offline=backend.offline,
                 key_source=key_source,
                 generation=generation,
                 variants=variants,
             )
-            job = await self._record(spec, backend, new_job)
-            job.task = asyncio.create_task(self._run(job), name=f"job-{job.progress.job_id}")
-            job_ids.append(job.progress.job_id)
+            try:
+                await self._launch(spec, backend, new_job)
+            except BaseException:  # the recorded ones leave the line as they end
+                await self.admission.leave(*job_ids[n:])
+                raise
         return job_ids
 
     @property
@@ -164,6 +174,7 @@ class JobRunner:
         for job in jobs:
             if job.progress.is_active:  # cancelled before its first step: nothing ran
                 await self._finish_quietly(job, stopped_ending(job.progress.state))
+            await self.admission.leave(job.progress.job_id)  # (then no `finally` ran)
             self.live.let_go(job)
 
     async def receive_callback(self, job_id: str, token: str, payload: Any) -> bool:
@@ -206,35 +217,17 @@ class JobRunner:
 
     # ---- one job ------------------------------------------------------------------------------
 
-    async def _record(self, spec: JobSpec, backend: Backend, new_job: NewJob) -> LiveJob:
+    async def _launch(self, spec: JobSpec, backend: Backend, new_job: NewJob) -> None:
         row = await asyncio.to_thread(self.ledger.record_job, new_job)
         job = self._live_job(row, spec, backend)
         self.live.add(job)
-        return job
+        job.task = asyncio.create_task(self._run(job), name=f"job-{row.job_id}")
 
     def _live_job(
         self, row: JobRow, spec: JobSpec, backend: Backend, *, resumed: bool = False
     ) -> LiveJob:
-        progress = Progress(
-            job_id=row.job_id,
-            variant=int(str(row.params.get("variant") or 1)),
-            model_label=self.catalog.model(row.model).label,
-            state=JobState(row.state),
-            provider_state=row.provider_state,
-            task_id=row.task_id,
-            offline=backend.offline,
-            created_at=row.created_at,
-            submitted_at=row.submitted_at,
-            expected_seconds=self._schedule(spec, backend).window,
-        )
-        return LiveJob(
-            progress=progress,
-            backend=backend,
-            spec=spec,
-            owner=row.owner,
-            callback_token=row.callback_token,
-            resumed=resumed,
-        )
+        label, window = self.catalog.model(row.model).label, self._schedule(spec, backend).window
+        return LiveJob.of_row(row, spec, backend, label, window, resumed=resumed)
 
     async def _set_state(
         self, job: LiveJob, state: JobState, provider_state: str = "", **changes: object
@@ -253,6 +246,7 @@ class JobRunner:
         """Submit (unless the job has a task already), watch, keep; every ending is recorded."""
         try:
             if submitted_at is None:
+                await self.admission.wait_turn(job)  # a task on the owner's keys may wait
                 submitted_at = await self._submit(job)
             await self._watch_and_keep(job, submitted_at=submitted_at)
         except asyncio.CancelledError:
@@ -264,6 +258,7 @@ class JobRunner:
                 log.exception("job %s crashed", job.progress.job_id)
             await self._finish_quietly(job, ending)
         finally:
+            await self.admission.leave(job.progress.job_id)
             if not self._closing:
                 self.live.let_go(job)
 
@@ -314,9 +309,11 @@ class JobRunner:
                 message=KEY_NEEDED.message,
             )
             return row.job_id
-        backend = self.backends.for_service(service, visitor_key)
+        backend = self.backends.for_resumed(service, visitor_key, row.params.get("key_source"))
         job = self._live_job(row, JobSpec.from_row(row), backend, resumed=True)
         self.live.add(job)
+        if not (backend.offline or visitor_key):  # on the owner's key: it holds a running slot
+            self.admission.occupy(row.job_id)
 
         job.task = asyncio.create_task(
             self._run(job, submitted_at=row.submitted_at or row.created_at),
