@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from providers.capabilities import NO_SETTINGS, ImageSettings
 from providers.catalog import Catalog
@@ -22,6 +23,9 @@ class JobSpec:
     # The generation whose result this one edits (its references include that result): the
     # link that makes edit chains.
     parent: str | None = None
+    # More params to record with the job (an experiment's id and the cell's coordinates); they
+    # never replace the params the runner itself records, and a re-run does not carry them.
+    extra_params: Mapping[str, object] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobSpec:
@@ -75,6 +79,7 @@ class JobSpec:
             model=self.model,
             prompt=self.prompt,
             params={
+                **self.extra_params,
                 **self.params(),
                 "variant": variant,
                 "variants": variants,
