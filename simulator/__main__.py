@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds added to every API response"
     )
+    parser.add_argument(
+        "--reuse-renders",
+        action="store_true",
+        help="draw one image per model and settings and serve it for every such task",
+    )
     parser.add_argument("--log-level", default="info")
     return parser
 
@@ -50,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         api_keys=frozenset(args.api_keys) if args.api_keys else None,
         public_url=args.public_url,
         gempix2_data_uri=args.gempix2_data_uri,
+        reuse_renders=args.reuse_renders,
     )
     simulator = Simulator(config)
     simulator.faults.latency = args.latency

@@ -13,6 +13,9 @@ class SimulatorConfig:
     time_scale multiplies every simulated duration (0.01 turns a 25 s task into 0.25 s).
     api_keys None accepts any non-empty Bearer token; a set restricts to those tokens.
     public_url is the base of result URLs; None uses the base URL of the submitting request.
+    reuse_renders draws one image per (model, resolution, aspect ratio, format) and serves it
+    for every task with those settings and no references (benchmarks with thousands of tasks,
+    where the drawing would otherwise be most of the simulator's work).
     """
 
     time_scale: float = 1.0
@@ -21,6 +24,7 @@ class SimulatorConfig:
     public_url: str | None = None
     gempix2_data_uri: bool = False
     callback_attempts: int = 3
+    reuse_renders: bool = False
 
     def __post_init__(self) -> None:
         if self.time_scale < 0:

@@ -45,6 +45,10 @@ logger = logging.getLogger("simulator")
 # Background waits re-read the clock at least this often, so an injected clock that jumps
 # ahead is noticed quickly.
 _CLOCK_POLL_SECONDS = 0.2
+# Callbacks being delivered at once. Without a bound, thousands of tasks ending together queue
+# their POSTs in httpx's pool, whose bookkeeping then costs the simulator more CPU than all the
+# rest of its work (bench/scale_bench.py: 2,000 tasks, 165 s of CPU, submits timing out).
+_CALLBACKS_IN_FLIGHT = 32
 _HTTP_TIMEOUT_SECONDS = 10.0
 # Submit bodies and requests kept for inspection: enough for any test, flat in a long run.
 _KEPT_REQUESTS = 1000
@@ -101,6 +105,7 @@ class Simulator:
         self._cache = RenderCache()
         self._rendering: dict[str, asyncio.Task[bytes]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._callback_slots = asyncio.Semaphore(_CALLBACKS_IN_FLIGHT)
         self.app: Starlette = build_app(self, self.twins)
 
     # -- what the routes report ----------------------------------------------------------------
@@ -193,21 +198,30 @@ class Simulator:
 
     def prewarm(self, task: TaskRecord) -> None:
         """Start rendering so the client's download right after the status answer is quick."""
-        if task.id not in self._cache and task.id not in self._rendering:
+        key = self._render_key(task)
+        if key not in self._cache and key not in self._rendering:
             self._spawn(self.image_bytes(task))
 
+    def _render_key(self, task: TaskRecord) -> str:
+        """The task's own image, or with `reuse_renders` the one drawn for its settings."""
+        if not self.config.reuse_renders or task.references:
+            return task.id
+        settings = (task.params.get("resolution"), task.params.get("aspect_ratio"))
+        return "|".join(map(str, (task.model, *settings, task.output_format)))
+
     async def image_bytes(self, task: TaskRecord) -> bytes:
-        cached = self._cache.get(task.id)
+        key = self._render_key(task)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
-        job = self._rendering.get(task.id)
+        job = self._rendering.get(key)
         if job is None:
-            job = self._spawn(self._render(task))
-            self._rendering[task.id] = job
+            job = self._spawn(self._render(task, key))
+            self._rendering[key] = job
         # Shielded: a client hanging up must not cancel a render other requests wait for.
         return await asyncio.shield(job)
 
-    async def _render(self, task: TaskRecord) -> bytes:
+    async def _render(self, task: TaskRecord, key: str) -> bytes:
         spec = self._models[task.model]
         aspect_ratio = task.params.get("aspect_ratio")
         resolution = task.params.get("resolution")
@@ -221,10 +235,10 @@ class Simulator:
         )
         try:
             data = await asyncio.to_thread(render_image, request)
-            self._cache.put(task.id, data)
+            self._cache.put(key, data)
             return data
         finally:
-            self._rendering.pop(task.id, None)
+            self._rendering.pop(key, None)
 
     # -- background work ---------------------------------------------------------------------
 
@@ -279,13 +293,14 @@ class Simulator:
         snapshot = task.snapshot()
         images = await self.result_images(task) if snapshot.phase is Phase.SUCCESS else []
         body = twin.callback_body(twin.task_data(task, snapshot, images))
-        await post_callback(
-            self._poster(),
-            task,
-            body,
-            attempts=self.config.callback_attempts,
-            backoff=max(0.01, self.config.time_scale),
-        )
+        async with self._callback_slots:
+            await post_callback(
+                self._poster(),
+                task,
+                body,
+                attempts=self.config.callback_attempts,
+                backoff=max(0.01, self.config.time_scale),
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

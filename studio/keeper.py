@@ -12,7 +12,8 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from providers.types import TaskStatus
+from providers.lanes import DEFAULT_LIMITS, Lane
+from providers.types import GeneratedImage, TaskStatus
 from studio.downloads import DownloadError, ResultFetcher
 from studio.files import result_filename, write_atomically
 from studio.job_spec import JobSpec
@@ -21,12 +22,23 @@ from studio.metadata import embed_parameters
 
 
 class ResultKeeper:
-    """Writes results under `outputs_dir/<owner folder>/<day>/` and records them."""
+    """Writes results under `outputs_dir/<owner folder>/<day>/` and records them.
 
-    def __init__(self, ledger: Ledger, fetcher: ResultFetcher, outputs_dir: Path) -> None:
+    At most `at_once` results are between their download and their ledger record at any time
+    (a lane, `providers.lanes`): when thousands of tasks end together, the images waiting for a
+    worker thread to write them would otherwise pile up in memory (5,000 tasks: 820 MB)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        fetcher: ResultFetcher,
+        outputs_dir: Path,
+        at_once: int = DEFAULT_LIMITS.downloads,
+    ) -> None:
         self.ledger = ledger
         self.fetcher = fetcher
         self.outputs_dir = outputs_dir
+        self.lane = Lane("results being kept", at_once)
 
     async def keep(
         self,
@@ -47,42 +59,61 @@ class ResultKeeper:
             if index in kept:
                 files.append(kept[index])
                 continue
-            source_url = "data:" if image.is_data_uri else image.location
-            try:
-                fetched = await self.fetcher.fetch(image.location)
-            except DownloadError as exc:
-                await asyncio.to_thread(
-                    self.ledger.record_download_failure,
-                    job_id,
-                    index,
-                    source_url=source_url,
-                    expires_at=links_expire_at,
-                    message=exc.message,
+            async with self.lane:
+                files.append(
+                    await self._keep_one(
+                        job_id, index, image, folder, created, spec, status, links_expire_at
+                    )
                 )
-                raise
-            params = {
-                "model": spec.model,
-                "prompt": spec.prompt,
-                **spec.params(),
-                "task_id": status.task_id,
-                "reference_hashes": list(spec.reference_hashes),
-                "credits": status.credits,
-            }
-            data = embed_parameters(fetched.data, fetched.mime, params)
-            name = result_filename(
-                created, spec.model, spec.prompt, status.task_id, index, fetched.extension
-            )
-            path = await asyncio.to_thread(write_atomically, folder, name, data)
+        return tuple(files)
+
+    async def _keep_one(
+        self,
+        job_id: str,
+        index: int,
+        image: GeneratedImage,
+        folder: Path,
+        created: datetime,
+        spec: JobSpec,
+        status: TaskStatus,
+        links_expire_at: float | None,
+    ) -> Path:
+        """Fetch, tag, write and record one result."""
+        source_url = "data:" if image.is_data_uri else image.location
+        try:
+            fetched = await self.fetcher.fetch(image.location)
+        except DownloadError as exc:
             await asyncio.to_thread(
-                self.ledger.record_result,
+                self.ledger.record_download_failure,
                 job_id,
                 index,
-                path=str(path),
-                sha256=hashlib.sha256(data).hexdigest(),
                 source_url=source_url,
+                expires_at=links_expire_at,
+                message=exc.message,
             )
-            files.append(path)
-        return tuple(files)
+            raise
+        params = {
+            "model": spec.model,
+            "prompt": spec.prompt,
+            **spec.params(),
+            "task_id": status.task_id,
+            "reference_hashes": list(spec.reference_hashes),
+            "credits": status.credits,
+        }
+        data = embed_parameters(fetched.data, fetched.mime, params)
+        name = result_filename(
+            created, spec.model, spec.prompt, status.task_id, index, fetched.extension
+        )
+        path = await asyncio.to_thread(write_atomically, folder, name, data)
+        await asyncio.to_thread(
+            self.ledger.record_result,
+            job_id,
+            index,
+            path=str(path),
+            sha256=hashlib.sha256(data).hexdigest(),
+            source_url=source_url,
+        )
+        return path
 
     def _kept_results(self, job_id: str) -> dict[int, Path]:
         row = self.ledger.job(job_id)

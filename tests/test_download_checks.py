@@ -1,4 +1,4 @@
-"""Result checks that stay cheap, and downloads that pass one gate.
+"""Result checks that stay cheap, and downloads and saves that pass their gates.
 
 The fetcher reads a result's format and size from its header and checks that the file is whole
 without decoding its pixels; a PNG's checksums are walked in a worker thread, a bounded number
@@ -15,7 +15,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from studio.downloads import DownloadError, ResultFetcher
+from providers.types import GeneratedImage, TaskState, TaskStatus
+from studio.downloads import DownloadError, FetchedImage, ResultFetcher
+from studio.job_spec import JobSpec
+from studio.keeper import ResultKeeper
+from studio.ledger import Ledger, NewJob
 
 ORIGIN = "https://svc.test"
 
@@ -100,3 +104,62 @@ async def test_downloads_and_heavy_checks_are_bounded() -> None:
     assert inside[1] == 3
     assert fetcher.downloads.passed == 12
     assert fetcher.checks.passed == 12 and 1 <= fetcher.checks.peak_in_flight <= 2
+
+
+class HeldFetcher:
+    """Stands in for ResultFetcher: every fetch waits for `release`; counts fetches at once."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.release = asyncio.Event()
+        self.inside = 0
+        self.peak = 0
+
+    async def fetch(self, location: str) -> FetchedImage:
+        self.inside += 1
+        self.peak = max(self.peak, self.inside)
+        await self.release.wait()
+        self.inside -= 1
+        return FetchedImage(self.data, "image/png", "png", 64, 48, location)
+
+
+async def test_results_being_kept_at_once_are_bounded(tmp_path) -> None:
+    fetcher = HeldFetcher(encoded("PNG"))
+    with Ledger(tmp_path / "jobs.sqlite3") as ledger:
+        keeper = ResultKeeper(ledger, fetcher, tmp_path / "images", at_once=2)  # type: ignore[arg-type]
+        jobs = [
+            ledger.record_job(
+                NewJob(owner="", service="gempix2", model="google/gempix2", prompt=f"fox {n}")
+            )
+            for n in range(6)
+        ]
+        spec = JobSpec(model="google/gempix2", prompt="fox")
+
+        def status(n: int) -> TaskStatus:
+            return TaskStatus(
+                service="gempix2",
+                task_id=f"task-{n}",
+                state=TaskState.SUCCEEDED,
+                provider_state="success",
+                images=(GeneratedImage(f"{ORIGIN}/r{n}.png"),),
+            )
+
+        keeping = [
+            asyncio.create_task(
+                keeper.keep(
+                    job.job_id,
+                    owner="",
+                    created_at=job.created_at,
+                    spec=spec,
+                    status=status(n),
+                    links_expire_at=None,
+                )
+            )
+            for n, job in enumerate(jobs)
+        ]
+        await asyncio.sleep(0.05)
+        assert fetcher.inside == 2 and keeper.lane.waiting == 4  # the rest hold no bytes yet
+        fetcher.release.set()
+        kept = await asyncio.gather(*keeping)
+        assert all(path.is_file() for paths in kept for path in paths)
+        assert fetcher.peak == 2 and keeper.lane.passed == 6
