@@ -195,8 +195,12 @@ def gallery_value(card: Card) -> list[tuple[str, str]]:
 
 
 def running_words(cards: list[Card]) -> str:
-    running = sum(task.is_active for card in cards for task in card.tasks)
-    return f"{running} running" if running else ""
+    tasks = [task for card in cards for task in card.tasks if task.is_active]
+    # A task that waits for a running slot on the studio's key says so in its message.
+    waiting = sum(task.state is JobState.RECORDED and bool(task.message) for task in tasks)
+    words = [f"{len(tasks) - waiting} running" if len(tasks) > waiting else ""]
+    words.append(f"{waiting} waiting" if waiting else "")
+    return " · ".join(word for word in words if word)
 
 
 def feed_values(cards: list[Card], now: float) -> list[Any]:

@@ -298,6 +298,12 @@ async def start_generation(
     )
     if problems:  # before any reference is prepared or published
         raise user_error(" ".join(problems))
+    service = catalog.service_of(model).id
+    on_owner_key = studio.runner.backends.uses_owner_key(service, (keys or {}).get(service))
+    try:  # a quota or budget already spent: refused before any work goes into references
+        await studio.runner.admission.precheck(visitor, n, owner_key=on_owner_key)
+    except ImageServiceError as exc:
+        raise user_error(exc.user_message()) from None
     urls, hashes, notes = await prepare_references(studio, reference_images, reference_urls)
     job = JobSpec(
         model=model,

@@ -115,6 +115,22 @@ class Admission:
             now=now,
         )
 
+    async def precheck(self, visitor: Visitor | None, count: int, *, owner_key: bool) -> None:
+        """Refuse early (LimitReached) what `admit` would refuse for the quota or the budget,
+        before the caller spends work on it (preparing references); counts nothing."""
+        if not (owner_key and self.rules.counts):
+            return
+        visitor = visitor or UNKNOWN_VISITOR
+        refusal = await asyncio.to_thread(
+            self.ledger.check_usage,
+            count,
+            browser=visitor.browser,
+            address=visitor.address,
+            limits=self._limits(self.clock()),
+        )
+        if refusal is not None:
+            raise LimitReached(self._refused(refusal, count))
+
     def _limits(self, now: float) -> list[UsageLimit]:
         limits = []
         quota = self.rules.visitor_quota

@@ -110,6 +110,10 @@ class Backends:
         """Whether the environment's key serves visitors' tasks on `service`."""
         return self.configs[service].has_key and not self.visitor_keys_only
 
+    def uses_owner_key(self, service: str, visitor_key: str | None) -> bool:
+        """Whether `for_service` would send a new task on the environment's key."""
+        return not (visitor_key or "").strip() and self.has_key(service)
+
     @property
     def owner_keys(self) -> bool:
         """Whether the owner configured a key for any service."""

@@ -12,17 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import gradio as gr
 import pytest
-from keyed_service import (
-    OWNER_ENV,
-    VISITOR_APIXO_KEY,
-    owner_submits,
-    submits_with,
-)
-from keyed_service import (
-    keyed_backends as make_backends,
-)
+from keyed_service import OWNER_ENV, VISITOR_APIXO_KEY, keyed_backends, owner_submits, submits_with
+from PIL import Image
 
+from components import handlers
 from providers.capabilities import ImageSettings
 from simulator import Simulator, SimulatorConfig
 from studio.admission import LimitReached
@@ -30,6 +25,7 @@ from studio.config import load_config
 from studio.jobs import JobRunner, JobSpec
 from studio.ledger import Ledger
 from studio.lifecycle import JobState
+from studio.reference_host import ReferenceHost
 from studio.visitors import Visitor
 
 NEVER = "[sim:never_finish] a lighthouse that never ends"
@@ -68,7 +64,7 @@ async def make_keyed(tmp_path: Path) -> AsyncIterator[MakeKeyed]:
         sims.append(sim)
         ledger = Ledger(config.ledger_path)
         runner = JobRunner(
-            backends=make_backends(config, sim),
+            backends=keyed_backends(config, sim),
             ledger=ledger,
             outputs_dir=config.outputs_dir,
             rules=config.spending,
@@ -320,3 +316,19 @@ async def test_what_is_left_reads_in_words(make_keyed: MakeKeyed) -> None:
 async def test_nothing_is_shown_without_limits(make_keyed: MakeKeyed) -> None:
     keyed = await make_keyed()
     assert await keyed.runner.admission.left_words(visitor(1)) == ""
+
+
+async def test_a_spent_quota_is_refused_before_any_reference_is_prepared(
+    make_keyed: MakeKeyed, tmp_path: Path
+) -> None:
+    keyed = await make_keyed({"VISITOR_QUOTA": "1/day"})
+    hosted = tmp_path / "hosted"
+    studio = handlers.Studio(runner=keyed.runner, reference_host=ReferenceHost(hosted, None))
+    reference = tmp_path / "swatch.png"
+    Image.new("RGB", (64, 64), (200, 80, 60)).save(reference)
+    await handlers.start_generation(studio, NBP, "a kite", visitor=visitor(1))
+    with pytest.raises(gr.Error, match="You have used your 1 task today"):
+        await handlers.start_generation(studio, NBP, "a kite", [str(reference)], visitor=visitor(1))
+    kept = keyed.runner.outputs_dir.parent / "kept-references"
+    for folder in (hosted, kept):  # nothing was prepared, kept or published for the refusal
+        assert not folder.exists() or not any(folder.rglob("*.*"))

@@ -76,6 +76,7 @@ def test_a_card_shows_its_place_in_line(browser, one_at_a_time) -> None:
             "Waiting for a free slot: 1st in line (the studio's key runs 1 at once)"
         )
         expect(second.get_by_text(re.compile(r"^Waiting to send"))).to_be_visible()
+        expect(page.locator("#running")).to_have_text("1 running · 1 waiting")
         page.get_by_role("button", name="Stop", exact=True).click()
         expect(first.get_by_text(re.compile(r"^Stopped"))).to_be_visible()
         assert owner_submits(one_at_a_time.sim) == 1

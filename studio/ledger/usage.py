@@ -11,6 +11,7 @@ quota back, and a reservation exists before its job is recorded. A task that was
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,23 +56,44 @@ class UsageBook(LedgerConnection):
     ) -> UsageRefusal | None:
         """Count `job_ids` for the visitor if every limit has room for all of them; else write
         nothing and return the first limit that has not (with what it has counted)."""
-        keys = {"browser": browser, "address": address}
         with self._transaction(write=True) as conn:
-            for limit in limits:
-                key = keys.get(limit.scope)
-                if limit.scope != "all" and not key:
-                    continue  # an unknown part of the visitor counts nothing
-                args: tuple[object, ...] = (limit.since,) if key is None else (key, limit.since)
-                used = conn.execute(
-                    f"SELECT count(*) FROM usage WHERE {_SCOPES[limit.scope]} AND at >= ?", args
-                ).fetchone()[0]
-                if used + len(job_ids) > limit.allowed:
-                    return UsageRefusal(limit, used)
+            refusal = self._refusal(conn, len(job_ids), browser, address, limits)
+            if refusal is not None:
+                return refusal
             conn.executemany(
                 "INSERT INTO usage(job_id, at, browser, address) VALUES (?, ?, ?, ?)",
                 [(job_id, now, browser, address) for job_id in job_ids],
             )
             conn.execute("DELETE FROM usage WHERE at < ?", (now - KEEP_SECONDS,))
+        return None
+
+    def check_usage(
+        self, count: int, *, browser: str, address: str, limits: Sequence[UsageLimit]
+    ) -> UsageRefusal | None:
+        """What `reserve_usage` would refuse for `count` tasks now, counting nothing: a cheap
+        early answer (the reservation itself decides)."""
+        with self._transaction(write=False) as conn:
+            return self._refusal(conn, count, browser, address, limits)
+
+    @staticmethod
+    def _refusal(
+        conn: sqlite3.Connection,
+        count: int,
+        browser: str,
+        address: str,
+        limits: Sequence[UsageLimit],
+    ) -> UsageRefusal | None:
+        keys = {"browser": browser, "address": address}
+        for limit in limits:
+            key = keys.get(limit.scope)
+            if limit.scope != "all" and not key:
+                continue  # an unknown part of the visitor counts nothing
+            args: tuple[object, ...] = (limit.since,) if key is None else (key, limit.since)
+            used = conn.execute(
+                f"SELECT count(*) FROM usage WHERE {_SCOPES[limit.scope]} AND at >= ?", args
+            ).fetchone()[0]
+            if used + count > limit.allowed:
+                return UsageRefusal(limit, used)
         return None
 
     def usage_count(self, scope: str, key: str, since: float) -> int:
