@@ -19,7 +19,7 @@ from typing import Any
 from simulator.tasks import TaskRecord, shorten_url
 
 KEPT_TASKS = 10_000
-KEPT_THUMBNAIL_TASKS = 64
+KEPT_THUMBNAIL_TASKS = 16
 # Strings longer than this are shortened in what is kept (a prompt is at most 4,000).
 LONG_TEXT = 4096
 _MAX_DEPTH = 32
