@@ -15,7 +15,7 @@ import gradio as gr
 from components.cards import pixel_size_words
 from components.controls import VARIANTS_MAX, reshape, settings_visibility
 from providers.capabilities import ImageSettings, ModelSpec
-from providers.catalog import Catalog
+from providers.catalog import MAX_PROMPT_CHARS, Catalog
 from providers.errors import ImageServiceError
 from studio.jobs import JobRunner, JobSpec
 from studio.netguard import UnsafeUrlError, resolve_public_addresses
@@ -172,7 +172,13 @@ def validate_generate(
     cap = catalog.models[model].max_references if known else 0
     return [
         gr.validate(known, f"Unknown model {model!r}."),
-        gr.validate(bool((prompt or "").strip()), "Write a prompt first."),
+        gr.validate(bool((prompt or "").strip()), "Write a prompt first.")
+        if len(prompt or "") <= MAX_PROMPT_CHARS
+        else gr.validate(
+            False,
+            f"The prompt is {len(prompt):,} characters long; the limit is "
+            f"{MAX_PROMPT_CHARS:,} characters.",
+        ),
         gr.validate(
             not known or count <= cap,
             f"This model takes at most {cap} reference images ({count} given).",

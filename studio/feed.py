@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from studio.backends import Backend
 from studio.job_spec import JobSpec
@@ -144,6 +144,9 @@ class LiveJobs:
         if self.running.get(job_id) is job:  # not replaced by a re-check meanwhile
             del self.running[job_id]
         self._ended.pop(job_id, None)
+        # Ended, it needs no reference links (data URIs can be megabytes each): the window
+        # keeps only what a page shows.
+        job.spec = replace(job.spec, reference_urls=())
         self._ended[job_id] = job
         while len(self._ended) > self.keep_ended:
             self._ended.popitem(last=False)

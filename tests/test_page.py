@@ -191,6 +191,13 @@ def test_validator_refuses_five_references_for_gempix2(tmp_path: Path) -> None:
     assert _failures(_validate(model=NBP, files=files)) == {}
 
 
+def test_validator_refuses_a_prompt_over_the_limit_before_queueing() -> None:
+    assert _failures(_validate(prompt="x" * 4001)) == {
+        1: "The prompt is 4,001 characters long; the limit is 4,000 characters."
+    }
+    assert _failures(_validate(prompt="x" * 4000)) == {}
+
+
 def test_validator_refuses_an_empty_prompt_and_bad_variants() -> None:
     assert _failures(_validate(prompt="   ")) == {1: "Write a prompt first."}
     assert _failures(_validate(variants=5)) == {8: "Variants must be 1 to 4."}
