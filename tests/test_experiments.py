@@ -231,10 +231,18 @@ async def test_a_restart_resumes_only_the_remaining_cells(make_env: MakeEnv) -> 
     env = await make_env(time_scale=0.02)
     planned = three_by_three(cells_in_flight=2)
     run = await env.experiments.start(planned)
-    await wait_until(lambda: env.sim.submission_count == 3)  # one cell done, two in flight
+    store = ExperimentStore(env.data / "experiments")
+
+    def recorded_as_started() -> int:
+        found = store.load(run.id, None)
+        cells = found.cells.values() if found is not None else ()
+        return sum(c.status is CellStatus.STARTED for c in cells)
+
+    # One cell done, two in flight, and the plan's file says so (it is written just after the
+    # jobs are recorded, so it can trail the service by a moment on a busy machine).
+    await wait_until(lambda: env.sim.submission_count == 3 and recorded_as_started() == 3)
     await env.close_runners()  # the app stops; the tasks go on at the service
     sent = env.sim.submission_count
-    store = ExperimentStore(env.data / "experiments")
     saved = store.load(run.id, None)
     assert saved is not None and saved.state is RunState.RUNNING
     started = [k for k, c in saved.cells.items() if c.status is CellStatus.STARTED]
