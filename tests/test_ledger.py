@@ -557,7 +557,7 @@ def test_pragmas_are_set(ledger: Ledger) -> None:
     assert ledger.pragma("busy_timeout") == 5000
     assert ledger.pragma("foreign_keys") == 1
     assert ledger.pragma("synchronous") == 2  # FULL
-    assert ledger.pragma("user_version") == SCHEMA_VERSION == 4
+    assert ledger.pragma("user_version") == SCHEMA_VERSION == 5
     with pytest.raises(ValueError):
         ledger.pragma("user_version = 0")
 

@@ -165,7 +165,7 @@ def test_a_version_1_ledger_migrates(tmp_path: Path) -> None:
         ],
     )
     with Ledger(path) as ledger:
-        assert ledger.pragma("user_version") == SCHEMA_VERSION == 4
+        assert ledger.pragma("user_version") == SCHEMA_VERSION == 5
         assert [j.job_id for j in ledger.history(None)] == ["c", "b2", "b1", "a"]
         assert ledger.job("a").results[0].path == "/out/a.png"  # nothing lost on the way
         new = ledger.record_job(
@@ -178,6 +178,18 @@ def test_a_version_1_ledger_migrates(tmp_path: Path) -> None:
             assert ledger.full_text_search
         found = [j.job_id for j in ledger.history(None, search="lighthouse")]
         assert found == [new.job_id, "c", "b1", "a"]
+        # Version 5: an experiment's cells, by their own index (old jobs belong to none).
+        cell = ledger.record_job(
+            NewJob(
+                owner="",
+                service="nano_banana_pro",
+                model="nano-banana-pro",
+                prompt="a cell",
+                params={"experiment": "e" * 32},
+            )
+        )
+        assert [j.job_id for j in ledger.history(None, experiment="e" * 32)] == [cell.job_id]
+        assert ledger.history(None, experiment="f" * 32) == []
         assert ledger.integrity_ok()
     raw = sqlite3.connect(path)
     seqs = dict(raw.execute("SELECT job_id, seq FROM jobs").fetchall())

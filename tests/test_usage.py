@@ -74,7 +74,7 @@ def test_a_version_3_ledger_gains_the_usage_table_and_keeps_its_jobs(tmp_path: P
     raw.execute("PRAGMA user_version = 3")
     raw.close()
     with Ledger(path) as ledger:
-        assert ledger.pragma("user_version") == 4
+        assert ledger.pragma("user_version") == 5
         assert ledger.job("old").prompt == "a kite"  # type: ignore[union-attr]
         limits = [UsageLimit("quota", "browser", 0.0, 1)]
         assert ledger.reserve_usage(["j1"], browser="b", address="a", limits=limits, now=5) is None

@@ -133,6 +133,7 @@ class LedgerConnection:
         model: str | None = None,
         state: str | None = None,
         starred: bool = False,
+        experiment: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[JobRow]:
@@ -140,7 +141,7 @@ class LedgerConnection:
 
         `owner=None` means everyone (single-user mode). `search`: every whitespace-separated
         word must occur in the prompt (substring, case-insensitive). Empty `model`/`state` mean
-        any.
+        any; `experiment`: only that experiment's cells.
         """
         sql, args = history_query(
             owner,
@@ -148,6 +149,7 @@ class LedgerConnection:
             model=model,
             state=state,
             starred=starred,
+            experiment=experiment,
             limit=limit,
             offset=offset,
             full_text_search=self.full_text_search,

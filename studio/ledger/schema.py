@@ -26,11 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from studio.ledger.errors import LedgerError
-from studio.ledger.search import FOLD_FUNCTION, fold
+from studio.ledger.search import EXPERIMENT_KEY, FOLD_FUNCTION, fold
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA_V1 = (
@@ -150,8 +150,18 @@ _SCHEMA_V4 = (
     "CREATE INDEX usage_address_at ON usage(address, at)",
 )
 
+# Version 5: an experiment's jobs (their params carry its id) read in time order by one index,
+# for History's experiment filter and for settling an experiment's cells after a restart.
+_SCHEMA_V5 = (f"CREATE INDEX jobs_experiment_seq ON jobs({EXPERIMENT_KEY}, seq)",)
+
 # Index N-1 migrates user_version N-1 to N. Each runs in its own transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _SCHEMA_V1,
+    _SCHEMA_V2,
+    _SCHEMA_V3,
+    _SCHEMA_V4,
+    _SCHEMA_V5,
+)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 # The search index: one row per job, rowid = jobs.seq. The first trigger's name marks the

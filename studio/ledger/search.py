@@ -21,6 +21,8 @@ from studio.lifecycle import JobState
 
 FOLD_FUNCTION = "ledger_fold"  # the SQL name under which each connection registers `fold`
 TRIGRAM_MIN = 3  # the trigram tokenizer cannot match shorter substrings
+# The experiment a job is a cell of (its params carry the id): indexed (schema version 5).
+EXPERIMENT_KEY = "json_extract(params, '$.experiment')"
 
 
 def fold(text: str | None) -> str:
@@ -40,13 +42,15 @@ def history_query(
     model: str | None = None,
     state: str | None = None,
     starred: bool = False,
+    experiment: str | None = None,
     limit: int = 50,
     offset: int = 0,
     full_text_search: bool = False,
 ) -> tuple[str, list[Any]]:
     """The SELECT for one history page (jobs newest first) and its arguments.
 
-    `owner=None` means everyone (single-user mode); empty `model`/`state` mean any. Raises
+    `owner=None` means everyone (single-user mode); empty `model`/`state`/`experiment` mean
+    any (an experiment's jobs are read through their own index, in time order). Raises
     ValueError for a negative `limit`/`offset` or a `state` that is no JobState.
     """
     if limit < 0 or offset < 0:
@@ -64,6 +68,9 @@ def history_query(
         args.append(str(JobState(state)))
     if starred:
         where.append("j.starred = 1")
+    if experiment:
+        where.append(f"{EXPERIMENT_KEY.replace('params', 'j.params')} = ?")
+        args.append(experiment)
     words = search.split()
     indexed = [w for w in words if len(w) >= TRIGRAM_MIN] if full_text_search else []
     for word in words:
