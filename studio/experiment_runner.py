@@ -23,14 +23,17 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from providers.errors import ImageServiceError
+from studio.admission import LimitReached
+from studio.experiment_quota import owner_key_tasks, quota_problem, tasks_left
 from studio.experiment_store import CellRun, CellStatus, ExperimentRun, ExperimentStore, RunState
 from studio.experiment_views import ExperimentView, TaskView, view_of
-from studio.experiments import COLUMN_PARAM, EXPERIMENT_PARAM, ROW_PARAM, Cell, Plan
+from studio.experiments import COLUMN_PARAM, MAX_TASKS, ROW_PARAM, Cell, Plan
 from studio.feed import Changes
 from studio.jobs import JobRunner
 from studio.ledger import JobRow
 from studio.reference_host import ReferenceHost
 from studio.reference_store import URL_PREFIX, ReferenceStore
+from studio.visitors import UNKNOWN_VISITOR, Visitor
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class ExperimentRunner:
         self.changes = Changes()  # keyed by experiment and by owner (see _notify)
         self._runs: dict[str, ExperimentRun] = {}  # the running ones (and those just ended)
         self._drivers: dict[str, asyncio.Task[None]] = {}
+        self._writes: set[asyncio.Future[None]] = set()  # file writes under way
         # Job id → its final view, so an ended task's ledger row is read once (bounded).
         self._ended: OrderedDict[str, TaskView] = OrderedDict()
 
@@ -71,8 +75,11 @@ class ExperimentRunner:
         *,
         owner: str = "",
         visitor_keys: Mapping[str, str] | None = None,
+        visitor: Visitor | None = None,
     ) -> ExperimentRun:
-        """Persist the plan, then send its cells in the background; returns at once."""
+        """Persist the plan, then send its cells in the background; returns at once. An
+        experiment that needs more tasks on the owner's keys than `visitor` has left is
+        refused whole (ExperimentError), before anything is recorded."""
         catalog = self.runner.catalog
         keys = {k: v for k, v in (visitor_keys or {}).items() if (v or "").strip()}
         services = {catalog.model(c.model).service for c in plan.cells}
@@ -81,15 +88,29 @@ class ExperimentRunner:
                 self.runner.backends.check_visitor_key(service, keys.get(service))
             except ImageServiceError as exc:
                 raise ExperimentError(exc.user_message()) from None
+        await self.check_quota(plan, keys, visitor)
         run = ExperimentRun(
             plan=plan,
             owner=owner,
             created_at=self.clock(),
             keyed_services=tuple(sorted(s for s in services if s in keys)),
+            visitor=visitor or UNKNOWN_VISITOR,
         )
         await self._save(run)  # before the first cell is sent
         self._launch(run, keys)
         return run
+
+    async def check_quota(
+        self, plan: Plan, visitor_keys: Mapping[str, str], visitor: Visitor | None
+    ) -> None:
+        """ExperimentError if the plan needs more tasks on the owner's keys than are left."""
+        needed = owner_key_tasks(plan, self.runner.backends, visitor_keys)
+        if not needed:
+            return
+        left = await asyncio.to_thread(tasks_left, self.runner.admission, visitor)
+        problem = quota_problem(needed, left)
+        if problem:
+            raise ExperimentError(problem)
 
     async def stop(self, experiment_id: str, owner: str | None) -> ExperimentRun | None:
         """End the whole experiment: no more cells are sent; its running jobs are stopped."""
@@ -115,7 +136,7 @@ class ExperimentRunner:
         runs = await asyncio.to_thread(lambda: list(self.store.unfinished()))
         for run in runs:
             await self._settle_starting(run)
-            self._refuse_unkeyed(run)
+            run.refuse_keyed_cells(self.runner.catalog, self.runner.backends.has_key)
             await self._save(run)
             self._launch(run, {})
         return [run.id for run in runs]
@@ -127,6 +148,7 @@ class ExperimentRunner:
         for driver in drivers:
             driver.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
+        await asyncio.gather(*self._writes, return_exceptions=True)  # the files are current
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -222,17 +244,14 @@ class ExperimentRunner:
                     in_flight.add(asyncio.create_task(self._settle(run, run.cells[cell.key])))
             for cell in run.plan.cells:
                 state = run.cells[cell.key]
-                if state.status is not CellStatus.PENDING:
-                    continue
-                while len(in_flight) >= run.plan.cells_in_flight:
-                    done, in_flight = await asyncio.wait(
-                        in_flight, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for task in done:
-                        task.result()  # a bug in following a cell surfaces here
-                await self._start_cell(run, cell, state, keys)
-                if state.status is CellStatus.STARTED:
-                    in_flight.add(asyncio.create_task(self._settle(run, state)))
+                while state.status is CellStatus.PENDING:
+                    while len(in_flight) >= run.plan.cells_in_flight:
+                        in_flight = await _one_ends(in_flight)
+                    await self._start_cell(run, cell, state, keys, can_wait=bool(in_flight))
+                    if state.status is CellStatus.STARTED:
+                        in_flight.add(asyncio.create_task(self._settle(run, state)))
+                    elif state.status is CellStatus.PENDING:  # the line is full: wait
+                        in_flight = await _one_ends(in_flight)
             if in_flight:
                 await asyncio.gather(*in_flight)
             run.state, run.finished_at = RunState.FINISHED, self.clock()
@@ -248,8 +267,16 @@ class ExperimentRunner:
             await self._save(run)
 
     async def _start_cell(
-        self, run: ExperimentRun, cell: Cell, state: CellRun, keys: Mapping[str, str]
+        self,
+        run: ExperimentRun,
+        cell: Cell,
+        state: CellRun,
+        keys: Mapping[str, str],
+        *,
+        can_wait: bool,
     ) -> None:
+        """Send the cell. Refused by a limit on the owner's keys while other cells of the
+        experiment run (`can_wait`), it stays pending: its turn comes when one ends."""
         state.status = CellStatus.STARTING
         await self._save(run)  # a crash from here on: the ledger says whether it was recorded
         starting = asyncio.create_task(self._send(run, cell, keys))
@@ -261,6 +288,11 @@ class ExperimentRunner:
                 state.job_ids = await starting
                 state.status = CellStatus.STARTED if state.job_ids else state.status
             raise
+        except LimitReached as exc:
+            if can_wait:
+                state.status = CellStatus.PENDING
+            else:
+                state.status, state.note = CellStatus.NOT_SENT, f"Not sent: {exc.user_message()}"
         except ExperimentError as exc:
             state.status, state.note = CellStatus.NOT_SENT, f"Not sent: {exc}"
         else:
@@ -272,8 +304,14 @@ class ExperimentRunner:
         spec = cell.spec(run.id, urls, run.plan.reference_hashes)
         try:
             return await self.runner.start(
-                spec, variants=cell.variants, owner=run.owner, visitor_keys=keys
+                spec,
+                variants=cell.variants,
+                owner=run.owner,
+                visitor_keys=keys,
+                visitor=run.visitor,
             )
+        except LimitReached:
+            raise
         except ImageServiceError as exc:
             raise ExperimentError(exc.user_message()) from None
 
@@ -315,29 +353,11 @@ class ExperimentRunner:
                 state.status = CellStatus.PENDING
 
     def _cell_rows(self, run: ExperimentRun, cell: Cell) -> list[JobRow]:
-        wanted = {EXPERIMENT_PARAM: run.id, ROW_PARAM: cell.row, COLUMN_PARAM: cell.column}
-        rows = self.runner.ledger.history(run.owner, model=cell.model, limit=500)
+        # Read by the experiment's index: all its jobs, however many the visitor made since.
+        rows = self.runner.ledger.history(run.owner, experiment=run.id, limit=MAX_TASKS)
+        wanted = {ROW_PARAM: cell.row, COLUMN_PARAM: cell.column}
         found = [r for r in rows if all(r.params.get(k) == v for k, v in wanted.items())]
         return sorted(found, key=lambda r: int(r.params.get("variant") or 1))
-
-    def _refuse_unkeyed(self, run: ExperimentRun) -> None:
-        """Cells that need the visitor's own key (never stored) cannot be sent after a restart
-        unless the app has a key for that service."""
-        catalog = self.runner.catalog
-        for cell in run.plan.cells:
-            state = run.cells[cell.key]
-            service = catalog.model(cell.model).service
-            if (
-                state.status is CellStatus.PENDING
-                and service in run.keyed_services
-                and not self.runner.backends.has_key(service)
-            ):
-                label = catalog.service(service).label
-                state.status = CellStatus.NOT_SENT
-                state.note = (
-                    f"Not sent: the app restarted, and this experiment used your own {label} "
-                    "key, which is never stored. Run the experiment again to send it."
-                )
 
     # ---- storage --------------------------------------------------------------------------------
 
@@ -349,5 +369,18 @@ class ExperimentRunner:
         # The snapshot is taken now; the write is shielded, so a Stop arriving mid-write
         # cannot leave the file behind the truth (the store keeps the newest snapshot).
         snapshot = self.store.snapshot(run)
-        await asyncio.shield(asyncio.to_thread(self.store.write, *snapshot))
+        write = asyncio.ensure_future(asyncio.to_thread(self.store.write, *snapshot))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        await asyncio.shield(write)
         self._notify(run)
+
+
+async def _one_ends(tasks: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+    """Wait until one of `tasks` ends; the rest. A bug in following a cell surfaces here."""
+    if not tasks:
+        return tasks
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()
+    return pending

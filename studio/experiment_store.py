@@ -15,15 +15,17 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from providers.catalog import Catalog
 from studio.experiments import Plan
 from studio.files import write_atomically
 from studio.keeper import owner_folder
+from studio.visitors import UNKNOWN_VISITOR, Visitor
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class ExperimentRun:
     # Services the visitor's own key was used for (never the key): after a restart, cells of
     # these services cannot be sent unless the app has a key of its own.
     keyed_services: tuple[str, ...] = ()
+    # Who started it, for the limits on the owner's keys when a restart sends the rest.
+    visitor: Visitor = UNKNOWN_VISITOR
     state: RunState = RunState.RUNNING
     finished_at: float | None = None
     cells: dict[str, CellRun] = field(default_factory=dict)
@@ -77,6 +81,24 @@ class ExperimentRun:
     def job_ids(self) -> list[str]:
         return [job_id for cell in self.cells.values() for job_id in cell.job_ids]
 
+    def refuse_keyed_cells(self, catalog: Catalog, has_key: Callable[[str], bool]) -> None:
+        """After a restart: the cells that needed the visitor's own key (never stored) are not
+        sent, unless the app has a key of its own for that service (`has_key`)."""
+        for cell in self.plan.cells:
+            state = self.cells[cell.key]
+            service = catalog.model(cell.model).service
+            if (
+                state.status is CellStatus.PENDING
+                and service in self.keyed_services
+                and not has_key(service)
+            ):
+                label = catalog.service(service).label
+                state.status = CellStatus.NOT_SENT
+                state.note = (
+                    f"Not sent: the app restarted, and this experiment used your own {label} "
+                    "key, which is never stored. Run the experiment again to send it."
+                )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -84,6 +106,7 @@ class ExperimentRun:
             "owner": self.owner,
             "created_at": self.created_at,
             "keyed_services": list(self.keyed_services),
+            "visitor": {"browser": self.visitor.browser, "address": self.visitor.address},
             "state": str(self.state),
             "finished_at": self.finished_at,
             "cells": {
@@ -103,6 +126,7 @@ class ExperimentRun:
             owner=str(value["owner"]),
             created_at=float(value["created_at"]),
             keyed_services=tuple(value.get("keyed_services", ())),
+            visitor=Visitor(**value["visitor"]) if value.get("visitor") else UNKNOWN_VISITOR,
             state=RunState(value["state"]),
             finished_at=value.get("finished_at"),
             cells=cells,
@@ -150,13 +174,22 @@ class ExperimentStore:
 
     def latest(self, owner: str | None) -> ExperimentRun | None:
         """The owner's newest experiment (everyone's, with None)."""
+        found = self.recent(owner, 1)
+        return found[0] if found else None
+
+    def recent(self, owner: str | None, limit: int) -> list[ExperimentRun]:
+        """The owner's (everyone's, with None) `limit` latest written experiments, newest
+        started first: only those files are read."""
         folders = [self.folder / owner_folder(owner)] if owner is not None else self._folders()
         paths = [p for folder in folders for p in self._files(folder)]
+        runs: list[ExperimentRun] = []
         for path in sorted(paths, key=_mtime, reverse=True):
+            if len(runs) >= limit:
+                break
             run = self._read(path)
             if run is not None and (owner is None or run.owner == owner):
-                return run
-        return None
+                runs.append(run)
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)
 
     def unfinished(self) -> Iterator[ExperimentRun]:
         """Every experiment still running when the app stopped."""

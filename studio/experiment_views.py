@@ -189,7 +189,7 @@ class ExperimentView:
         credits = [c.credits for c in self.cells if c.credits is not None]
         if credits:
             parts.append(f"{credit_words(sum(credits))} reported")
-        return ", ".join(parts) + f". Experiment {self.experiment_id}."
+        return ", ".join(parts) + "."
 
 
 def view_of(

@@ -12,9 +12,10 @@ number of tasks and an estimate of credits and time, or refuses with sentences
 `studio.experiment_runner`; the prompt and CSV reading is `studio.experiment_prompts`.
 
 Estimates, not bills:
-* credits: `CREDITS_PER_TASK`, the one table of typical prices. GemPix2's service reports
-  `consumed` per task (0.5 in its documented example, which is what the simulator bills); the
-  apixo service reports no credits for Nano Banana Pro, so its tasks are counted apart;
+* credits: `CREDITS_PER_TASK` for the models whose service reports what it bills (GemPix2's
+  `consumed`, 0.5 in its documented example, which is what the simulator bills); the owner's
+  `PRICE_TABLE` (`price_of`) for the others (apixo reports no credits for Nano Banana Pro);
+  tasks of a model priced by neither are counted apart, as `unpriced`;
 * time: each cell lasts its model's expected window (`ModelSpec.expected_window`, scaled for the
   offline preview), `cells_in_flight` at a time, in order.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ CREDITS_PER_TASK: dict[str, float] = {
 MAX_TASKS = 200  # tasks of one experiment
 MAX_VARIANTS = 4  # tasks per cell, as for one generation
 CELLS_IN_FLIGHT = 4  # cells of one experiment running at once: the visitor's other work goes on
+
+PriceOf = Callable[[str, str | None], float | None]  # (model, resolution) → credits per task
 
 # The job params that tie a job to its experiment and its cell.
 EXPERIMENT_PARAM, ROW_PARAM, COLUMN_PARAM = "experiment", "experiment_row", "experiment_column"
@@ -105,18 +108,19 @@ class Estimate:
     """What the plan will send: tasks, credits (an estimate) and wall time (low, high) s."""
 
     tasks: int
-    credits: float  # of the tasks whose model has a price in CREDITS_PER_TASK
-    unpriced_tasks: int  # tasks whose model reports no credits
+    credits: float  # of the tasks whose model has a price (CREDITS_PER_TASK, or the owner's)
+    unpriced_tasks: int  # tasks whose model reports no credits and has no price
     seconds: tuple[float, float]
+    unpriced_models: tuple[str, ...] = ()
 
-    def words(self, catalog: Catalog, unpriced_models: Sequence[str] = ()) -> str:
+    def words(self, catalog: Catalog) -> str:
         tasks = f"{self.tasks} task{'s' if self.tasks != 1 else ''}"
         if self.unpriced_tasks == self.tasks:
             credits = "credits: not reported by the service, so not estimated"
         else:
             credits = f"about {self.credits:g} credits (an estimate from typical prices)"
             if self.unpriced_tasks:
-                labels = " and ".join(catalog.model(m).label for m in unpriced_models)
+                labels = " and ".join(catalog.model(m).label for m in self.unpriced_models)
                 credits += f", plus {self.unpriced_tasks} {labels} task(s) that report no credits"
         low, high = self.seconds
         return f"{tasks}; {credits}; about {seconds_words(low)}–{seconds_words(high)}"
@@ -137,21 +141,19 @@ class Plan:
     def cell(self, row: int, column: int) -> Cell | None:
         return next((c for c in self.cells if (c.row, c.column) == (row, column)), None)
 
-    def summary(self, catalog: Catalog) -> str:
-        """The plan in words, before anything is sent."""
+    def summary(self, catalog: Catalog, *, sending: bool = False) -> str:
+        """The plan in words: before anything is sent, or (`sending`) as it starts."""
         rows, columns = len(self.rows), len(self.columns)
-        unpriced = [c.model for c in self.columns if c.model not in CREDITS_PER_TASK]
         head = (
             f"{len(self.cells)} cell{'s' if len(self.cells) != 1 else ''} "
             f"({rows} prompt{'s' if rows != 1 else ''} × {columns} column"
             f"{'s' if columns != 1 else ''}, {self.variants} variant"
             f"{'s' if self.variants != 1 else ''} each): "
         )
-        estimate = self.estimate.words(catalog, list(dict.fromkeys(unpriced)))
-        return (
-            f"{head}{estimate}, {self.cells_in_flight} cells at a time. Nothing is sent until "
-            f"you press Run.{''.join(' ' + n for n in self.notes)}"
-        )
+        estimate = self.estimate.words(catalog)
+        when = "Sending now." if sending else "Nothing is sent until you press Run."
+        notes = "".join(" " + n for n in self.notes)
+        return f"{head}{estimate}, {self.cells_in_flight} cells at a time. {when}{notes}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +182,7 @@ class Plan:
                 "credits": self.estimate.credits,
                 "unpriced_tasks": self.estimate.unpriced_tasks,
                 "seconds": list(self.estimate.seconds),
+                "unpriced_models": list(self.estimate.unpriced_models),
             },
             "notes": list(self.notes),
         }
@@ -214,6 +217,7 @@ class Plan:
                 float(estimate["credits"]),
                 int(estimate["unpriced_tasks"]),
                 (float(low), float(high)),
+                tuple(str(m) for m in estimate.get("unpriced_models", ())),
             ),
             notes=tuple(str(n) for n in value.get("notes", ())),
         )
@@ -275,9 +279,12 @@ def plan(
     cells_in_flight: int = CELLS_IN_FLIGHT,
     experiment_id: str | None = None,
     notes: Sequence[str] = (),
+    price_of: PriceOf | None = None,
 ) -> Plan:
     """The experiment's grid and its estimate, or PlanError. `time_scales` by service id (the
-    offline preview runs faster); `reference_hashes` count as the references each cell has."""
+    offline preview runs faster); `reference_hashes` count as the references each cell has;
+    `price_of(model, resolution)` prices the models CREDITS_PER_TASK does not (the owner's
+    PRICE_TABLE)."""
     models = list(dict.fromkeys(m for m in models if m))
     if not rows:
         raise PlanError(["Write at least one prompt."])
@@ -327,19 +334,34 @@ def plan(
         variants=variants,
         reference_hashes=tuple(reference_hashes),
         cells_in_flight=max(1, cells_in_flight),
-        estimate=estimate(catalog, cells, time_scales or {}, max(1, cells_in_flight)),
+        estimate=estimate(
+            catalog, cells, time_scales or {}, max(1, cells_in_flight), price_of=price_of
+        ),
         notes=tuple(notes),
     )
 
 
+def price_for(cell: Cell, price_of: PriceOf | None = None) -> float | None:
+    """The estimated credits of one task of `cell`, or None when nothing prices it."""
+    if cell.model in CREDITS_PER_TASK:
+        return CREDITS_PER_TASK[cell.model]
+    return price_of(cell.model, cell.settings.resolution) if price_of else None
+
+
 def estimate(
-    catalog: Catalog, cells: Sequence[Cell], time_scales: Mapping[str, float], in_flight: int
+    catalog: Catalog,
+    cells: Sequence[Cell],
+    time_scales: Mapping[str, float],
+    in_flight: int,
+    *,
+    price_of: PriceOf | None = None,
 ) -> Estimate:
-    """Tasks, credits from CREDITS_PER_TASK, and the wall time of running `cells` in order,
+    """Tasks, credits (`price_for`), and the wall time of running `cells` in order,
     `in_flight` at a time, each for its model's expected window (its variants in parallel)."""
     tasks = sum(c.variants for c in cells)
-    priced = [c for c in cells if c.model in CREDITS_PER_TASK]
-    credits = sum(CREDITS_PER_TASK[c.model] * c.variants for c in priced)
+    prices = [(cell, price_for(cell, price_of)) for cell in cells]
+    credits = sum(price * c.variants for c, price in prices if price is not None)
+    unpriced = [c for c, price in prices if price is None]
     windows = []
     for cell in cells:
         spec = catalog.model(cell.model)
@@ -349,11 +371,12 @@ def estimate(
     return Estimate(
         tasks=tasks,
         credits=round(credits, 6),
-        unpriced_tasks=tasks - sum(c.variants for c in priced),
+        unpriced_tasks=sum(c.variants for c in unpriced),
         seconds=(
             _makespan([w[0] for w in windows], in_flight),
             _makespan([w[1] for w in windows], in_flight),
         ),
+        unpriced_models=tuple(dict.fromkeys(c.model for c in unpriced)),
     )
 
 
