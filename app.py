@@ -34,6 +34,8 @@ from components.handlers import Studio
 from components.page import Page, build_page
 from studio.backends import Backends
 from studio.callbacks import CALLBACK_PATH, CallbackTooLarge, read_callback_body
+from studio.experiment_runner import ExperimentRunner
+from studio.experiment_store import ExperimentStore
 from studio.jobs import JobRunner
 from studio.ledger import Ledger
 from studio.reference_host import ReferenceHost
@@ -64,9 +66,14 @@ class App:
         resumed = await self.runner.resume_unfinished()
         if resumed:
             log.info("took up %d unfinished job(s) from the ledger", len(resumed))
+        # After the jobs: a cell caught mid-send is settled from the jobs the ledger has.
+        experiments = await self.studio.experiments.resume_unfinished()
+        if experiments:
+            log.info("took up %d unfinished experiment(s)", len(experiments))
         sweeper = asyncio.create_task(self.sweep_references())
         yield
         sweeper.cancel()
+        await self.studio.experiments.close()  # no more cells are sent; the files are current
         await self.runner.close()
         await self.backends.aclose()
         self.ledger.close()
@@ -128,13 +135,18 @@ def build_app(config: AppConfig | None = None, *, backends: Backends | None = No
         public_url=config.public_url,
         rules=config.spending,  # quotas, budget and running caps on the owner's keys
     )
+    reference_host = ReferenceHost(config.references_dir, config.public_url)
+    reference_store = ReferenceStore(config.kept_references_dir)
     studio = Studio(
         runner=runner,
-        reference_host=ReferenceHost(config.references_dir, config.public_url),
+        reference_host=reference_host,
         multi_user=config.multi_user,
-        reference_store=ReferenceStore(config.kept_references_dir),
+        reference_store=reference_store,
         visitors=config.visitors,
         prices=config.prices,
+        experiments=ExperimentRunner(
+            runner, ExperimentStore(config.experiments_dir), reference_store, reference_host
+        ),
     )
     offline = [config.catalog.service(s).label for s in backends.offline_services()]
     page = build_page(

@@ -17,6 +17,8 @@ from components.controls import VARIANTS_MAX, reshape, settings_visibility
 from providers.capabilities import ImageSettings, ModelSpec
 from providers.catalog import MAX_PROMPT_CHARS, Catalog
 from providers.errors import ImageServiceError
+from studio.experiment_runner import ExperimentRunner
+from studio.experiment_store import ExperimentStore
 from studio.jobs import JobRunner, JobSpec
 from studio.netguard import UnsafeUrlError, resolve_public_addresses
 from studio.progress import Progress
@@ -42,11 +44,19 @@ class Studio:
     # credits shown as an estimate for services that report none.
     visitors: VisitorPolicy = field(default_factory=VisitorPolicy)
     prices: PriceTable = field(default_factory=PriceTable)
+    # Prompt experiments: grids of ordinary jobs, their plans kept beside the outputs.
+    experiments: ExperimentRunner = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        data = self.runner.outputs_dir.parent
         if self.reference_store is None:
-            self.reference_store = ReferenceStore(
-                self.runner.outputs_dir.parent / "kept-references"
+            self.reference_store = ReferenceStore(data / "kept-references")
+        if self.experiments is None:
+            self.experiments = ExperimentRunner(
+                self.runner,
+                ExperimentStore(data / "experiments"),
+                self.reference_store,
+                self.reference_host,
             )
 
     @property

@@ -10,6 +10,7 @@ from providers.catalog import Catalog
 from studio.lifecycle import JobState
 
 ALL = "all"
+ALL_GENERATIONS = ("All generations", ALL)  # the experiment filter's "any"
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class HistoryView:
     search: gr.Textbox
     model: gr.Dropdown
     state: gr.Dropdown
+    experiment: gr.Dropdown  # one experiment's cells; choices: the visitor's recent ones
     starred: gr.Checkbox
     refresh: gr.Button
     thumbnails: gr.Gallery
@@ -64,6 +66,7 @@ def build_history(catalog: Catalog) -> HistoryView:
             scale=2,
             elem_id="history-state",
         )
+        experiment = gr.Dropdown(choices=[ALL_GENERATIONS], value=ALL, label="Experiment", scale=2)
         starred = gr.Checkbox(label="Starred only", scale=1, elem_id="history-starred")
         refresh = gr.Button("Refresh", scale=1, elem_id="history-refresh")
     thumbnails = gr.Gallery(
@@ -120,6 +123,7 @@ def build_history(catalog: Catalog) -> HistoryView:
         search=search,
         model=model,
         state=state,
+        experiment=experiment,
         starred=starred,
         refresh=refresh,
         thumbnails=thumbnails,

@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from components.handlers import Studio, file_paths, user_error
-from components.history import ALL
+from components.history import ALL, ALL_GENERATIONS
 from providers.capabilities import ImageSettings
 from providers.catalog import Catalog
 from providers.errors import ImageServiceError
@@ -33,6 +33,7 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 NOBODY = "\x00nobody"  # an owner no job can have: what a shared deployment shows to no id
 PAGE_SIZE = 60  # rows per "Show more"
 MAX_ROWS = 1000  # the most the table shows at once; search or filter to find older ones
+RECENT_EXPERIMENTS = 20  # the experiments History's filter offers
 
 
 def valid_client_id(client_id: str | None) -> bool:
@@ -87,9 +88,10 @@ async def load_history(
     state: str | None,
     starred: bool = False,
     limit: int = PAGE_SIZE,
+    experiment: str | None = None,
 ) -> tuple[list[tuple[str, str]], list[list[Any]], list[str], list[str]]:
     """Thumbnails, table rows, and the job ids behind each (for selection): the newest
-    `limit` generations that match."""
+    `limit` generations that match (with `experiment`, only that experiment's cells)."""
     owner = owner_for(studio, client_id)
     rows = await asyncio.to_thread(
         studio.runner.ledger.history,
@@ -98,10 +100,26 @@ async def load_history(
         model=None if model in (None, "", ALL) else model,
         state=None if state in (None, "", ALL) else state,
         starred=bool(starred),
+        experiment=None if experiment in (None, "", ALL) else experiment,
         limit=max(1, min(int(limit or PAGE_SIZE), MAX_ROWS)),
     )
     # Building the listing checks each file on disk: done off the event loop.
     return await asyncio.to_thread(_listing, studio.catalog, rows)
+
+
+async def experiment_choices(studio: Studio, client_id: str | None) -> list[tuple[str, str]]:
+    """The experiment filter's choices: any, then the visitor's recent experiments."""
+    owner = owner_for(studio, client_id)
+    runs = await asyncio.to_thread(studio.experiments.store.recent, owner, RECENT_EXPERIMENTS)
+    choices = [ALL_GENERATIONS]
+    for run in runs:
+        rows = run.plan.rows
+        first = rows[0].prompt if rows else ""
+        first = first if len(first) <= 32 else first[:31] + "…"
+        more = f" +{len(rows) - 1}" if len(rows) > 1 else ""
+        cells = len(run.plan.cells)
+        choices.append((f"{_when(run.created_at)} · {first}{more} · {cells} cells", run.id))
+    return choices
 
 
 def _listing(

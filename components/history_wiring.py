@@ -12,10 +12,12 @@ from components import feed_actions as actions
 from components import history_handlers as history
 from components.callers import visitor_of
 from components.handlers import Studio
+from components.history import ALL
 from components.page import Page
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 TO_GENERATE = gr.update(selected="generate-tab")  # switches the tabs to Generate
+TO_HISTORY = gr.update(selected="history-tab")
 
 
 def wire_history(page: Page, studio: Studio, identified: Any) -> None:
@@ -27,15 +29,28 @@ def wire_history(page: Page, studio: Studio, identified: Any) -> None:
         return catalog.keys_from(dict(zip(catalog.key_fields, values, strict=True)))
 
     async def load(
-        client_id: str, search: str, model: str, state: str, starred: bool, size: int
+        client_id: str,
+        search: str,
+        model: str,
+        state: str,
+        experiment: str,
+        starred: bool,
+        size: int,
     ) -> tuple[Any, ...]:
         return await history.load_history(
-            studio, client_id, search, model, state, starred=starred, limit=size
+            studio,
+            client_id,
+            search,
+            model,
+            state,
+            starred=starred,
+            limit=size,
+            experiment=experiment,
         )
 
     listing = dict(
         fn=load,
-        inputs=[page.client_id, h.search, h.model, h.state, h.starred, h.page_size],
+        inputs=[page.client_id, h.search, h.model, h.state, h.experiment, h.starred, h.page_size],
         outputs=[h.thumbnails, h.table, page.shown_ids, page.thumb_ids],
         concurrency_limit=None,
         **PRIVATE,
@@ -45,7 +60,25 @@ def wire_history(page: Page, studio: Studio, identified: Any) -> None:
     h.model.change(api_name="history_model", **listing)
     h.state.change(api_name="history_state", **listing)
     h.starred.change(api_name="history_starred", **listing)
+    h.experiment.input(api_name="history_experiment", **listing)
     page.tabs.select(api_name="history_tab", **listing)
+
+    async def experiments(client_id: str, current: str) -> Any:
+        """The visitor's recent experiments as the filter's choices, keeping the one picked."""
+        choices = await history.experiment_choices(studio, client_id)
+        known = current in {value for _, value in choices}
+        return gr.update(choices=choices, value=current if known else ALL)
+
+    page.tabs.select(
+        experiments, inputs=[page.client_id, h.experiment], outputs=[h.experiment], **PRIVATE
+    )
+    # The Experiment tab's "Show in History": History filtered to the experiment shown there.
+    page.experiment.show_in_history.click(lambda: TO_HISTORY, outputs=[page.tabs], **PRIVATE).then(
+        experiments,
+        inputs=[page.client_id, page.experiment.shown],
+        outputs=[h.experiment],
+        **PRIVATE,
+    ).then(api_name="history_of_experiment", **listing)
     h.more.click(
         lambda size: min(int(size) + history.PAGE_SIZE, history.MAX_ROWS),
         inputs=[h.page_size],

@@ -16,6 +16,7 @@ import gradio as gr
 
 from components.browser import CLIENT_STORAGE, FORM_STORAGE, KEY_STORAGE
 from components.controls import Controls, build_controls
+from components.experiment_tab import ExperimentTab, build_experiment_tab
 from components.feed import FeedView, build_feed
 from components.handlers import Studio
 from components.history import HistoryView, build_history
@@ -45,6 +46,7 @@ class Page:
     controls: Controls
     feed: FeedView
     history: HistoryView
+    experiment: ExperimentTab
     tabs: gr.Tabs
     banner: gr.Markdown
     api: ApiInputs
@@ -123,6 +125,7 @@ def build_page(
     browser_secret: str,
     concurrency_limit: int | None = None,
 ) -> Page:
+    from components.experiment_wiring import wire_experiment
     from components.history_wiring import wire_history
     from components.mcp_tools import register_tools
     from components.wiring import wire
@@ -140,6 +143,8 @@ def build_page(
                         controls = build_controls(catalog)
                     with gr.Column(scale=3, min_width=340, elem_id="feed"):
                         feed = build_feed(controls.running, controls.left)
+            with gr.Tab("Experiment", id="experiment-tab"):
+                experiment = build_experiment_tab(catalog)
             with gr.Tab("History", id="history-tab"):
                 history_view = build_history(catalog)
         page = Page(
@@ -147,6 +152,7 @@ def build_page(
             controls=controls,
             feed=feed,
             history=history_view,
+            experiment=experiment,
             tabs=tabs,
             banner=banner,
             api=_build_api(catalog),
@@ -164,5 +170,6 @@ def build_page(
         )
         identified = wire(page, studio, concurrency_limit, offline_services)
         wire_history(page, studio, identified)
+        wire_experiment(page, studio, identified, experiment)
         register_tools(studio)
     return page

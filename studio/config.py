@@ -59,6 +59,10 @@ class AppConfig:
         return self.data_dir / "kept-references"  # by hash, as long as history uses them
 
     @property
+    def experiments_dir(self) -> Path:
+        return self.data_dir / "experiments"  # each experiment's plan and cells, as JSON
+
+    @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"
 

@@ -195,9 +195,14 @@ def test_content_violation_reports_policy_and_task_id(client: Client) -> None:
 # ---- what the server exposes ---------------------------------------------------------------------
 
 
-def test_api_lists_generate_and_the_history_tools_only(client: Client) -> None:
+def test_api_lists_generate_experiment_and_the_history_tools_only(client: Client) -> None:
     info = client.view_api(return_format="dict", print_info=False)
-    assert list(info["named_endpoints"]) == ["/generate", "/list_generations", "/get_generation"]
+    assert list(info["named_endpoints"]) == [
+        "/generate",
+        "/experiment",
+        "/list_generations",
+        "/get_generation",
+    ]
     assert info["unnamed_endpoints"] == {}
     generate = info["named_endpoints"]["/generate"]
     names = [p["parameter_name"] for p in generate["parameters"]]

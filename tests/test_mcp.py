@@ -10,7 +10,7 @@ import httpx
 from app_server import RunningApp, app_server_fixture
 
 server = app_server_fixture()
-TOOLS = {"generate", "list_generations", "get_generation"}
+TOOLS = {"generate", "experiment", "list_generations", "get_generation"}
 
 
 def schema(server: RunningApp) -> list[dict[str, Any]]:
@@ -35,7 +35,9 @@ def test_the_tools_are_the_public_endpoints_with_descriptions(server: RunningApp
     assert listing["inputSchema"]["properties"]["limit"]["type"] == "integer"
 
 
-async def call_tool(server: RunningApp, name: str, arguments: dict[str, Any]) -> Any:
+async def call_tool(
+    server: RunningApp, name: str, arguments: dict[str, Any], progress: Any = None
+) -> Any:
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
@@ -44,7 +46,7 @@ async def call_tool(server: RunningApp, name: str, arguments: dict[str, Any]) ->
             await session.initialize()
             listed = {tool.name for tool in (await session.list_tools()).tools}
             assert listed == TOOLS
-            return await session.call_tool(name, arguments)
+            return await session.call_tool(name, arguments, progress_callback=progress)
 
 
 def test_an_agent_generates_and_reads_the_generation_back(server: RunningApp) -> None:
@@ -60,3 +62,42 @@ def test_an_agent_generates_and_reads_the_generation_back(server: RunningApp) ->
     assert entries[0]["prompt"] == "a tern" and entries[0]["state"] == "done"
     assert entries[0]["files"], entries[0]
     assert entries[0]["job_id"] in text  # the job ids come with the status
+
+
+def test_an_agent_runs_an_experiment_and_gets_its_grid(server: RunningApp) -> None:
+    arguments = {
+        "prompts": "a tern\na heron",
+        "models": ["google/gempix2", "google/gemini-2.5-flash-image"],
+    }
+    steps: list[str | None] = []
+
+    async def progress(_done: float, _total: float | None, message: str | None) -> None:
+        steps.append(message)
+
+    async def run() -> tuple[Any, Any]:
+        plain = await call_tool(server, "experiment", arguments)
+        # A client that asks for progress gets the outputs apart: the contact sheet as an image.
+        followed = await call_tool(server, "experiment", arguments, progress=progress)
+        return plain, followed
+
+    plain, followed = asyncio.run(asyncio.wait_for(run(), 120))
+    for result in (plain, followed):
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        assert not result.isError, text
+        assert "4 cells (2 prompts × 2 columns, 1 variant each)" in text
+        assert "Finished: 4 of 4 cells settled, 4 images saved" in text
+        assert "-contact-sheet.png" in text and ".zip" in text  # links to every file
+    images = [c for c in followed.content if getattr(c, "type", "") == "image"]
+    assert [image.mimeType for image in images] == ["image/png"]
+    assert steps, "no progress was reported"
+
+
+def test_a_bad_model_gets_a_plain_error(server: RunningApp) -> None:
+    result = asyncio.run(
+        asyncio.wait_for(
+            call_tool(server, "experiment", {"prompts": "a kite", "models": ["dall-e"]}), 30
+        )
+    )
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert result.isError
+    assert "dall-e" in text, text
