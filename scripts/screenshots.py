@@ -1,4 +1,4 @@
-"""Rewrite docs/screenshot.png (desktop) and docs/screenshot-phone.png (phone) from the real page.
+"""Rewrite docs/screenshot*.png (workspace on a desktop and a phone, an experiment) from the page.
 
 Run: `.venv/bin/python scripts/screenshots.py [--out docs]`
 
@@ -7,9 +7,10 @@ Starts the whole app in this process on a free loopback port (tests/app_server.p
 opens it in headless Chromium (Debian's /usr/bin/chromium, through Playwright), types a prompt,
 generates two Nano Banana Pro variants and waits until both are done, then saves the viewport:
 1440x900 on a desktop (the page from its top) and 390x844 on a phone (`is_mobile`, touch,
-scrolled to the feed of cards). Like the browser test, the page may only reach the
-app: any other request is aborted, and the script fails if there was one. Gradio is kept
-offline with the tests' settings.
+scrolled to the feed of cards); docs/screenshot-experiment.png is the Experiment tab at
+1440x900 after a 3 prompts x 3 models grid has filled. Like the browser test, the page may
+only reach the app: any other request is aborted, and the script fails if there was one.
+Gradio is kept offline with the tests' settings.
 """
 
 from __future__ import annotations
@@ -60,17 +61,27 @@ VARIANTS = 2
 TIME_SCALE = "0.05"
 
 
+EXPERIMENT_PROMPTS = (
+    "a lighthouse on a rocky cliff at dusk, watercolour",
+    "a paper boat on a rainy street, macro photo",
+    "a fox in a snowy forest, flat vector illustration",
+)
+EXPERIMENT_MODELS = ("GemPix2 (Nano Banana)", "Gemini 2.5 Flash Image", "Nano Banana Pro")
+
+
 @dataclass(frozen=True)
 class Shot:
     file_name: str
     width: int
     height: int
     mobile: bool
+    experiment: bool = False  # the Experiment tab's grid instead of the workspace
 
 
 SHOTS = (
     Shot("screenshot.png", 1440, 900, mobile=False),
     Shot("screenshot-phone.png", 390, 844, mobile=True),
+    Shot("screenshot-experiment.png", 1440, 900, mobile=False, experiment=True),
 )
 
 
@@ -113,6 +124,9 @@ def take(browser, url: str, shot: Shot, out_dir: Path) -> Path:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
+        if shot.experiment:
+            fill_experiment(page)
+            return save(page, out_dir / shot.file_name)
         expect(page.locator("#model input[role=combobox]")).to_have_value("Nano Banana Pro")
         page.locator("#prompt textarea").fill(PROMPT)
         variants = page.locator("#variants input[type=number]")
@@ -130,10 +144,7 @@ def take(browser, url: str, shot: Shot, out_dir: Path) -> Path:
             card.evaluate("el => el.scrollIntoView({block: 'start'})")
         else:
             page.evaluate("window.scrollTo(0, 0)")
-        page.mouse.move(0, 0)  # no hover highlight in the picture
-        page.wait_for_timeout(500)  # let Gradio's transitions settle
-        path = out_dir / shot.file_name
-        page.screenshot(path=str(path))
+        path = save(page, out_dir / shot.file_name)
         if os.environ.get("SCREENSHOT_TOP"):  # also the first screen, to check the layout
             page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(300)
@@ -142,6 +153,33 @@ def take(browser, url: str, shot: Shot, out_dir: Path) -> Path:
         context.close()
     if outside:
         raise RuntimeError(f"the page requested outside hosts: {outside}")
+    return path
+
+
+def fill_experiment(page) -> None:
+    """Plan and run 3 prompts x 3 models on the Experiment tab, until all 9 cells are done."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Experiment").click()
+    page.get_by_role("textbox", name="Prompts, one per line").fill("\n".join(EXPERIMENT_PROMPTS))
+    for label in EXPERIMENT_MODELS:
+        page.get_by_role("checkbox", name=label, exact=True).check()
+    page.get_by_role("button", name="Plan", exact=True).click()
+    run = page.get_by_role("button", name="Run", exact=True)
+    expect(run).to_be_enabled()
+    run.click()
+    grid = page.get_by_role("table", name="Experiment grid")
+    expect(grid.get_by_text(re.compile(r"^done in"))).to_have_count(9)
+    for image in grid.get_by_role("img").all():
+        image.evaluate("img => img.decode()")
+    page.evaluate("window.scrollTo(0, 0)")
+
+
+def save(page, path: Path) -> Path:
+    """The viewport as `path`, once hover and transitions are out of the picture."""
+    page.mouse.move(0, 0)  # no hover highlight in the picture
+    page.wait_for_timeout(500)  # let Gradio's transitions settle
+    page.screenshot(path=str(path))
     return path
 
 
