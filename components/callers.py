@@ -5,6 +5,7 @@ are believed). Every event that can start a task passes its request here, page a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,3 +43,13 @@ def visitor_of(studio: Studio, request: gr.Request | None, client_id: str | None
         _forwarded(headers),
         getattr(request, "username", None),
     )
+
+
+def document_endpoint(fn: Any, documented: inspect.Signature, doc: str) -> None:
+    """Give an API handler its documented parameters and docstring (what the API page, the
+    client and the MCP tools show), after the `gr.Request` Gradio fills in and leaves out."""
+    request = inspect.Parameter(
+        "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request
+    )
+    fn.__signature__ = documented.replace(parameters=[request, *documented.parameters.values()])
+    fn.__doc__ = doc

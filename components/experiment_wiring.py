@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from components import history_handlers as history
-from components.callers import visitor_of
+from components.callers import document_endpoint, visitor_of
 from components.experiment_handlers import (
     export_files,
     make_plan,
@@ -235,15 +235,7 @@ def _wire_api(studio: Studio, tab: ExperimentTab) -> None:
             str(files.zip),
         )
 
-    # The documented parameters, after the request Gradio fills in (and leaves out of the API).
-    documented = experiment_signature(catalog)
-    request = inspect.Parameter(
-        "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request
-    )
-    experiment.__signature__ = documented.replace(  # type: ignore[attr-defined]
-        parameters=[request, *documented.parameters.values()]
-    )
-    experiment.__doc__ = experiment_doc(catalog)
+    document_endpoint(experiment, experiment_signature(catalog), experiment_doc(catalog))
     api.trigger.click(
         experiment,
         inputs=[*api.fields, *api.keys, api.client_id],

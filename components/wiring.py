@@ -8,7 +8,6 @@ subscription per page (`components/feed.py`).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ from components.browser import (
     keys_js,
     offline_js,
 )
-from components.callers import visitor_of
+from components.callers import document_endpoint, visitor_of
 from components.cards import pixel_size_words
 from components.feed import stream_feed
 from components.handlers import Studio
@@ -225,15 +224,7 @@ def _wire_api(page: Page, studio: Studio, concurrency_limit: int | None) -> None
         ):
             yield gallery, status
 
-    # The documented parameters, after the request Gradio fills in (and leaves out of the API).
-    documented = generate_signature(catalog)
-    request = inspect.Parameter(
-        "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request
-    )
-    generate.__signature__ = documented.replace(  # type: ignore[attr-defined]
-        parameters=[request, *documented.parameters.values()]
-    )
-    generate.__doc__ = generate_doc(catalog)
+    document_endpoint(generate, generate_signature(catalog), generate_doc(catalog))
     api.trigger.click(
         generate,
         inputs=[*api.fields, *api.keys, api.client_id],

@@ -236,6 +236,18 @@ class Admission:
             f"until {reset_words(reset, now)}. {OWN_KEY}"
         )
 
+    def used_by(self, visitor: Visitor, since: float) -> int:
+        """Tasks the visitor started on the owner's keys since `since`, counted as the quota
+        counts them: by browser id and by address, whichever used more. Reads the ledger."""
+        return max(
+            (
+                self.ledger.usage_count(scope, key, since)
+                for scope, key in (("browser", visitor.browser), ("address", visitor.address))
+                if key
+            ),
+            default=0,
+        )
+
     def _left(self, visitor: Visitor) -> str:
         """What the page shows beside Generate; a few ledger reads (call off the loop)."""
         rules = self.rules
@@ -258,16 +270,7 @@ class Admission:
         quota = rules.visitor_quota
         if quota is None:
             return f"{budget_left} of {rules.daily_budget} today on the studio's key (all visitors)"
-        start, _ = quota.window(now)
-        used = max(
-            (
-                self.ledger.usage_count(scope, key, start)
-                for scope, key in (("browser", visitor.browser), ("address", visitor.address))
-                if key
-            ),
-            default=0,
-        )
-        left = max(quota.count - used, 0)
+        left = max(quota.count - self.used_by(visitor, quota.window(now)[0]), 0)
         if left == 0:
             reset = reset_words(quota.window(now)[1], now)
             return f"0 of {quota.count} {quota.words} on the studio's key: more from {reset}"

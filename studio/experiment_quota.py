@@ -43,16 +43,7 @@ def tasks_left(admission: Admission, visitor: Visitor | None) -> int | None:
         lefts.append(max(rules.daily_budget - used, 0))
     quota = rules.visitor_quota
     if quota is not None:
-        start, _ = quota.window(now)
-        used = max(
-            (
-                admission.ledger.usage_count(scope, key, start)
-                for scope, key in (("browser", visitor.browser), ("address", visitor.address))
-                if key
-            ),
-            default=0,
-        )
-        lefts.append(max(quota.count - used, 0))
+        lefts.append(max(quota.count - admission.used_by(visitor, quota.window(now)[0]), 0))
     return min(lefts) if lefts else None
 
 
